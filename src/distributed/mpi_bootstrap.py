@@ -1,0 +1,79 @@
+"""Turn an `mpirun -n N` launch into MindSpore's CPU dynamic cluster.
+
+MindSpore's CPU collectives need a scheduler process (MS_ROLE=MS_SCHED) and N workers that all know the
+scheduler's address. Under a bare mpirun nobody starts the scheduler, and `init()` fails with "some processes in
+the cluster are not successfully spawned". Here rank 0 picks a free port, starts the scheduler as a child
+process, and shares the address with the other ranks through MPI; every rank then becomes a worker whose
+MindSpore rank equals its MPI rank.
+"""
+import atexit
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+_SCHEDULER_CODE = (
+    "import mindspore as ms\n"
+    "from mindspore.communication import init\n"
+    "ms.set_context(device_target='CPU')\n"
+    "init()\n"
+)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _scheduler_host() -> str:
+    """Loopback when every rank runs on this host; otherwise this host's address (or MS_SCHED_HOST if set)."""
+    if "MS_SCHED_HOST" in os.environ:
+        return os.environ["MS_SCHED_HOST"]
+    local = os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    if local is not None and local == os.environ.get("OMPI_COMM_WORLD_SIZE"):
+        return "127.0.0.1"
+    return socket.gethostbyname(socket.gethostname())
+
+
+def _die_with_parent():
+    """Runs in the scheduler child: SIGTERM it when rank 0 dies, so no orphan scheduler outlives the job."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _start_scheduler(env: dict) -> subprocess.Popen:
+    sched_env = {k: v for k, v in env.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
+    sched_env["MS_ROLE"] = "MS_SCHED"
+    proc = subprocess.Popen([sys.executable, "-c", _SCHEDULER_CODE], env=sched_env, preexec_fn=_die_with_parent)
+    atexit.register(_stop_scheduler, proc)
+    return proc
+
+
+def _stop_scheduler(proc: subprocess.Popen, grace_s: float = 30.0):
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+
+
+def bootstrap_cpu_cluster():
+    """Set MS_ROLE/MS_WORKER_NUM/MS_SCHED_HOST/MS_SCHED_PORT/MS_NODE_ID for this rank; rank 0 starts the scheduler."""
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise RuntimeError("mpirun on CPU needs mpi4py to set up MindSpore's cluster: pip install mpi4py") from err
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    address = None
+    if rank == 0:
+        host = _scheduler_host()
+        address = (host, _free_port(host))
+    host, port = comm.bcast(address, root=0)
+    os.environ.update(MS_WORKER_NUM=str(size), MS_SCHED_HOST=host, MS_SCHED_PORT=str(port))
+    if rank == 0:
+        _start_scheduler(dict(os.environ))
+    os.environ.update(MS_ROLE="MS_WORKER", MS_NODE_ID=str(rank))

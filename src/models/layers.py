@@ -1,0 +1,138 @@
+"""Building blocks shared by the model families: channel rounding, gates, SE and the Ghost module.
+
+Every cell here is export-friendly: out-of-place adds, hard-sigmoid written as relu6(x + 3) / 6.
+Child cells are named after the official GhostNet / timm state_dict keys so that checkpoints map one to one.
+"""
+import math
+
+import mindspore.nn as nn
+import mindspore.ops as ops
+
+
+def make_divisible(value: float, divisor: int = 4, min_value: int = None) -> int:
+    """Round `value` to a multiple of `divisor`, never going more than 10% below it (MobileNet rule)."""
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class HardSigmoid(nn.Cell):
+    """relu6(x + 3) / 6: the gate of GhostNet's SE; maps cleanly to every exporter."""
+
+    def construct(self, x):
+        return ops.relu6(x + 3.0) / 6.0
+
+
+class HardSwish(nn.Cell):
+    """x * relu6(x + 3) / 6."""
+
+    def construct(self, x):
+        return x * (ops.relu6(x + 3.0) / 6.0)
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hard_swish": HardSwish, "hard_sigmoid": HardSigmoid,
+                "sigmoid": nn.Sigmoid}
+
+
+def activation(name):
+    """An activation cell by name; None or '' gives identity (so Sequential indices stay as in the reference)."""
+    if not name:
+        return nn.Identity()
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation '{name}'; known: {', '.join(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]()
+
+
+def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, bias=False, padding=None):
+    """nn.Conv2d with symmetric 'same'-style padding k // 2, as the reference PyTorch code pads."""
+    if isinstance(kernel_size, int):
+        pad = kernel_size // 2 if padding is None else padding
+        padding = pad
+    else:
+        kh, kw = kernel_size
+        padding = (kh // 2, kh // 2, kw // 2, kw // 2) if padding is None else padding
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad", padding=padding,
+                     group=groups, has_bias=bias)
+
+
+def batch_norm(channels):
+    """BatchNorm with PyTorch's defaults (eps 1e-5, running-average momentum 0.1 == MindSpore 0.9)."""
+    return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.9)
+
+
+class GlobalAvgPool(nn.Cell):
+    """Mean over H and W, keeping a 1x1 map (so a 1x1 conv can follow, as in GhostNet's head)."""
+
+    def __init__(self, keep_dims=True):
+        super().__init__()
+        self.keep_dims = keep_dims
+
+    def construct(self, x):
+        return ops.mean(x, (2, 3), self.keep_dims)
+
+
+class ConvBnAct(nn.Cell):
+    """conv -> BN -> activation, children named `conv`, `bn1` (timm's ConvBnAct layout)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, act="relu"):
+        super().__init__()
+        self.conv = conv2d(in_channels, out_channels, kernel_size, stride, groups)
+        self.bn1 = batch_norm(out_channels)
+        self.act1 = activation(act)
+
+    def construct(self, x):
+        return self.act1(self.bn1(self.conv(x)))
+
+
+class SqueezeExcite(nn.Cell):
+    """Squeeze-and-excitation: pool -> 1x1 reduce -> act -> 1x1 expand -> gate -> scale the input."""
+
+    def __init__(self, channels, reduced_channels, act="relu", gate="hard_sigmoid"):
+        super().__init__()
+        self.pool = GlobalAvgPool()
+        self.conv_reduce = nn.Conv2d(channels, reduced_channels, 1, has_bias=True)
+        self.act1 = activation(act)
+        self.conv_expand = nn.Conv2d(reduced_channels, channels, 1, has_bias=True)
+        self.gate = activation(gate)
+
+    def construct(self, x):
+        s = self.conv_expand(self.act1(self.conv_reduce(self.pool(x))))
+        return x * self.gate(s)
+
+
+class GhostModule(nn.Cell):
+    """Ghost module: a drop-in for a k x k conv producing `out_channels` maps.
+
+    A primary conv makes ceil(out / ratio) "intrinsic" maps; a cheap depthwise `dw_size` conv makes
+    (ratio - 1) ghosts of each; the two are concatenated and cut to `out_channels`. With `act=None` neither
+    part has an activation (the second Ghost module of a bottleneck).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=1, ratio=2, dw_size=3, stride=1, act="relu"):
+        super().__init__()
+        if ratio < 2:
+            raise ValueError(f"Ghost module ratio must be >= 2, got {ratio}")
+        self.out_channels = out_channels
+        init_channels = math.ceil(out_channels / ratio)
+        new_channels = init_channels * (ratio - 1)
+        self.primary_conv = nn.SequentialCell([
+            conv2d(in_channels, init_channels, kernel_size, stride),
+            batch_norm(init_channels),
+            activation(act),
+        ])
+        self.cheap_operation = nn.SequentialCell([
+            conv2d(init_channels, new_channels, dw_size, 1, groups=init_channels),
+            batch_norm(new_channels),
+            activation(act),
+        ])
+        self.needs_slice = init_channels + new_channels != out_channels
+
+    def construct(self, x):
+        x1 = self.primary_conv(x)
+        x2 = self.cheap_operation(x1)
+        out = ops.concat((x1, x2), 1)
+        if self.needs_slice:
+            out = out[:, : self.out_channels]
+        return out
