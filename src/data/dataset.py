@@ -1,0 +1,121 @@
+"""`create_dataset`: one mindspore.dataset pipeline for every supported on-disk format (see docs/CONTRACTS.md)."""
+import difflib
+import os
+from dataclasses import dataclass
+from typing import Callable, Tuple
+
+import mindspore.dataset as ds
+import numpy as np
+
+from src.data.readers import (FASHION_MNIST_CLASSES, MNIST_CLASSES, DatasetError, ImageFiles, load_cifar10,
+                              load_idx, load_pets, scan_image_folder)
+from src.data.transforms import eval_transforms, mix_transform, normalize, one_hot, train_transforms
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the model and the engine need to know about a split: head size, input channels, normalisation."""
+
+    num_classes: int
+    class_names: Tuple[str, ...]
+    num_samples: int  # images in the split, all shards together
+    in_channels: int
+    mean: Tuple[float, ...]  # in [0, 1] units, as used for normalisation
+    std: Tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class _Format:
+    """How one `dataset:` name is read and what its defaults are."""
+
+    read: Callable  # (data_dir, split) -> (uint8 NHWC array or image paths, int32 labels, class names)
+    mean: Tuple[float, ...]  # default statistics; their length is the channel count
+    std: Tuple[float, ...]
+    imagenet_like: bool  # eval resize + centre crop by default, rather than the whole small image
+
+
+def _idx_reader(class_names):
+    return lambda data_dir, split: (*load_idx(data_dir, split), class_names)
+
+
+DATASETS = {
+    "imagenet": _Format(scan_image_folder, IMAGENET_MEAN, IMAGENET_STD, True),
+    "folder": _Format(scan_image_folder, IMAGENET_MEAN, IMAGENET_STD, True),
+    "pets": _Format(load_pets, IMAGENET_MEAN, IMAGENET_STD, True),
+    "mnist": _Format(_idx_reader(MNIST_CLASSES), (0.1307,), (0.3081,), False),
+    "fashion_mnist": _Format(_idx_reader(FASHION_MNIST_CLASSES), (0.2860,), (0.3530,), False),
+    "cifar10": _Format(load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), False),
+}
+
+
+def _format(name):
+    if name not in DATASETS:
+        close = difflib.get_close_matches(name, list(DATASETS), n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise DatasetError(f"unknown dataset '{name}'{hint}; valid: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def _statistics(cfg, fmt):
+    mean = tuple(cfg.mean) if cfg.mean is not None else fmt.mean
+    std = tuple(cfg.std) if cfg.std is not None else fmt.std
+    channels = len(fmt.mean)
+    if len(mean) != channels or len(std) != channels or min(std) <= 0:
+        raise DatasetError(f"mean {list(mean)} / std {list(std)} must give {channels} value(s), std > 0, "
+                           f"for {cfg.dataset} images ({channels} channel(s))")
+    return mean, std
+
+
+def create_dataset(cfg, split, training, num_shards=1, shard_id=0):
+    """Batched (image float32 NCHW, label) pipeline for `split` and its DatasetInfo.
+
+    Training: shuffled with cfg.seed, augmented, float32 one-hot (mixed) labels, full batches only; shards
+    share each epoch's permutation and are padded to equal length so every rank runs the same number of steps.
+    Evaluation: in order, int32 labels, last batch partial; shards take a strided slice without padding so
+    every image is evaluated exactly once.
+    """
+    fmt = _format(cfg.dataset)
+    if not 0 <= shard_id < num_shards:
+        raise DatasetError(f"shard_id {shard_id} is outside 0..{num_shards - 1}")
+    images, labels, class_names = fmt.read(cfg.data_dir, split)
+    if len(labels) == 0:
+        raise DatasetError(f"the {split} split of {cfg.data_dir} holds no images")
+    if labels.max() >= len(class_names):
+        raise DatasetError(f"label {labels.max()} in {cfg.data_dir} ({split}) is out of range for "
+                           f"{len(class_names)} classes")
+    mean, std = _statistics(cfg, fmt)
+    info = DatasetInfo(len(class_names), tuple(class_names), len(labels), len(mean), mean, std)
+    workers = min(max(1, cfg.num_workers), os.cpu_count() or 1)  # mindspore refuses more than the CPU count
+
+    ds.config.set_seed(cfg.seed)  # one seed for all shards: they must draw the same permutation
+    shards = {"num_shards": num_shards, "shard_id": shard_id} if training and num_shards > 1 else {}
+    if training and -(-len(labels) // num_shards) < cfg.batch_size:
+        raise DatasetError(f"{split} split of {cfg.data_dir} has {len(labels)} images, fewer than batch_size "
+                           f"{cfg.batch_size} per shard ({num_shards} shards): no full training batch")
+    if not training:
+        images, labels = images[shard_id::num_shards], labels[shard_id::num_shards]
+
+    if isinstance(images, np.ndarray):
+        dataset = ds.NumpySlicesDataset((images, labels), ["image", "label"], shuffle=training, **shards)
+        native_size = images.shape[1]
+    else:
+        dataset = ds.GeneratorDataset(ImageFiles(images, labels, cfg.bad_images), ["image", "label"],
+                                      shuffle=training, num_parallel_workers=workers,
+                                      python_multiprocessing=False, **shards)
+        native_size = None
+    if training:
+        ops = train_transforms(cfg, info.in_channels, native_size, mean)
+    else:
+        ops = eval_transforms(cfg, native_size, fmt.imagenet_like)
+    dataset = dataset.map(ops, "image", num_parallel_workers=workers)
+    batch_size = cfg.batch_size if training else cfg.eval_batch_size or cfg.batch_size
+    dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_workers=workers)
+    dataset = dataset.map(normalize(mean, std), "image", num_parallel_workers=workers)
+    if training:
+        dataset = dataset.map(one_hot(info.num_classes), "label")
+        mix = mix_transform(cfg)
+        if mix is not None:
+            dataset = dataset.map(mix, ["image", "label"])
+    return dataset, info
