@@ -136,3 +136,8 @@ class GhostModule(nn.Cell):
         if self.needs_slice:
             out = out[:, : self.out_channels]
         return out
+
+
+def last_per_stride(reductions):
+    """Indices of the stages that make the feature pyramid: the last stage at each stride, as timm picks them."""
+    return tuple(i for i, r in enumerate(reductions) if i + 1 == len(reductions) or reductions[i + 1] != r)

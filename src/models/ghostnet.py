@@ -1,0 +1,209 @@
+"""GhostNet v1 (Han et al., CVPR 2020): Ghost bottlenecks, the table-driven network and its variants.
+
+Variants: `ghostnet_050`, `ghostnet_100`, `ghostnet_130` (width 0.5 / 1.0 / 1.3) and `ghostnet_100_nose`
+(1.0x with every SE removed: 3,678,640 params, 139.65M MACs at 224; 138.4M with the paper's 37 Pets classes).
+`GhostNet` is shared with `ghostnet600.py`, which only brings its own table.
+
+Child names mirror the official / timm state_dict (`conv_stem`, `bn1`, `blocks.{stage}.{block}.ghost1...`,
+`blocks.9.0.conv`, `conv_head`, `classifier`), so a PyTorch checkpoint converts key for key once BN's
+weight / bias / running_mean / running_var are renamed gamma / beta / moving_mean / moving_variance.
+
+Options:
+- `width`: channel multiplier (channels rounded to multiples of 4).
+- `drop_rate`: dropout before the classifier (0.2).
+- `small_input`: for 28-32 px images (MNIST, CIFAR). The stem and the first stride-2 stage use stride 1, so the
+  network downsamples 8x instead of 32x: a 32 px input ends on a 4x4 map instead of 1x1 (28 px: 4x4). The weights
+  are unchanged; GhostNet 1.0x with 10 classes then costs 42.68M MACs at 32x32 (5.54M without the option).
+"""
+from collections import namedtuple
+
+import mindspore.nn as nn
+
+from src.models.layers import (ConvBnAct, GhostModule, GlobalAvgPool, SqueezeExcite, activation, batch_norm,
+                               conv2d, last_per_stride, make_divisible)
+from src.models.registry import register_model
+
+# One Ghost bottleneck, channels already rounded. `se` is the SE squeeze width (0: no SE).
+BlockSpec = namedtuple("BlockSpec", "kernel mid out se stride")
+
+
+class GhostBottleneck(nn.Cell):
+    """ghost1 (act) -> [depthwise conv + BN when strided] -> [SE] -> ghost2 (linear), plus a shortcut.
+
+    The shortcut is the identity when shape is kept, otherwise depthwise k x k (strided) + BN + 1x1 conv + BN.
+    No activation follows the residual add.
+    """
+
+    def __init__(self, in_channels, mid_channels, out_channels, dw_kernel_size=3, stride=1, se_channels=0,
+                 act="relu"):
+        super().__init__()
+        self.ghost1 = GhostModule(in_channels, mid_channels, act=act)
+        self.has_dw = stride > 1
+        if self.has_dw:
+            self.conv_dw = conv2d(mid_channels, mid_channels, dw_kernel_size, stride, groups=mid_channels)
+            self.bn_dw = batch_norm(mid_channels)
+        self.has_se = se_channels > 0
+        if self.has_se:
+            self.se = SqueezeExcite(mid_channels, se_channels)
+        self.ghost2 = GhostModule(mid_channels, out_channels, act=None)
+        if in_channels == out_channels and stride == 1:
+            self.shortcut = nn.Identity()
+        else:
+            self.shortcut = nn.SequentialCell([
+                conv2d(in_channels, in_channels, dw_kernel_size, stride, groups=in_channels),
+                batch_norm(in_channels),
+                conv2d(in_channels, out_channels, 1),
+                batch_norm(out_channels),
+            ])
+
+    def construct(self, x):
+        out = self.ghost1(x)
+        if self.has_dw:
+            out = self.bn_dw(self.conv_dw(out))
+        if self.has_se:
+            out = self.se(out)
+        out = self.ghost2(out)
+        return out + self.shortcut(x)
+
+
+class GhostNet(nn.Cell):
+    """Stem -> stages of Ghost bottlenecks -> 1x1 ConvBnAct (`blocks[-1]`) -> pool -> conv_head -> classifier.
+
+    `stages` is a list of stages, each a list of `BlockSpec`; stage i becomes `blocks.i`. `num_features` is the
+    channel count of `forward_features`; `head_hidden_size` the width of `forward_head(x, pre_logits=True)`.
+    """
+
+    def __init__(self, stages, stem_channels, final_channels, head_channels=1280, num_classes=1000, in_channels=3,
+                 act="relu", drop_rate=0.2, small_input=False):
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_features = final_channels
+        self.head_hidden_size = head_channels
+        stages = _for_small_input(stages) if small_input else stages
+
+        stem_stride = 1 if small_input else 2
+        self.conv_stem = conv2d(in_channels, stem_channels, 3, stem_stride)
+        self.bn1 = batch_norm(stem_channels)
+        self.act1 = activation(act)
+
+        cells, reductions = [], []
+        prev, reduction = stem_channels, stem_stride
+        for stage in stages:
+            blocks = []
+            for spec in stage:
+                blocks.append(GhostBottleneck(prev, spec.mid, spec.out, spec.kernel, spec.stride, spec.se, act))
+                prev, reduction = spec.out, reduction * spec.stride
+            cells.append(nn.SequentialCell(blocks))
+            reductions.append(reduction)
+        cells.append(nn.SequentialCell([ConvBnAct(prev, final_channels, 1, act=act)]))
+        reductions.append(reduction)
+        self.blocks = nn.SequentialCell(cells)
+
+        channels = [s[-1].out for s in stages] + [final_channels]
+        self._feature_idx = last_per_stride(reductions)
+        self.feature_info = [dict(num_chs=channels[i], reduction=reductions[i], module=f"blocks.{i}")
+                             for i in self._feature_idx]
+
+        self.global_pool = GlobalAvgPool()
+        self.conv_head = nn.Conv2d(final_channels, head_channels, 1, has_bias=True)
+        self.act2 = activation(act)
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
+        self.classifier = self._make_classifier(num_classes)
+
+    def _make_classifier(self, num_classes):
+        return nn.Dense(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+
+    def reset_classifier(self, num_classes):
+        """New, freshly initialised classifier (0: none, `construct` then returns pre-logits)."""
+        self.num_classes = num_classes
+        self.classifier = self._make_classifier(num_classes)
+
+    def _stem(self, x):
+        return self.act1(self.bn1(self.conv_stem(x)))
+
+    def forward_features(self, x):
+        return self.blocks(self._stem(x))
+
+    def forward_stages(self, x):
+        """Feature maps described by `feature_info`, shallow to deep (for detection / segmentation necks)."""
+        x = self._stem(x)
+        outs = []
+        for i, stage in enumerate(self.blocks):
+            x = stage(x)
+            if i in self._feature_idx:
+                outs.append(x)
+        return outs
+
+    def forward_head(self, x, pre_logits=False):
+        x = self.flatten(self.act2(self.conv_head(self.global_pool(x))))
+        if pre_logits:
+            return x
+        return self.classifier(self.dropout(x))
+
+    def construct(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+def _for_small_input(stages):
+    """Make the first strided stage stride 1 (the stem's stride is handled by the caller)."""
+    stages = [list(stage) for stage in stages]
+    for stage in stages:
+        for j, spec in enumerate(stage):
+            if spec.stride > 1:
+                stage[j] = spec._replace(stride=1)
+                return stages
+    return stages
+
+
+# kernel, expansion, out, SE ratio, stride. One inner tuple per entry of the official / timm `blocks` list.
+_V1_TABLE = (
+    ((3, 16, 16, 0, 1),),
+    ((3, 48, 24, 0, 2),),
+    ((3, 72, 24, 0, 1),),
+    ((5, 72, 40, 0.25, 2),),
+    ((5, 120, 40, 0.25, 1),),
+    ((3, 240, 80, 0, 2),),
+    ((3, 200, 80, 0, 1), (3, 184, 80, 0, 1), (3, 184, 80, 0, 1), (3, 480, 112, 0.25, 1), (3, 672, 112, 0.25, 1)),
+    ((5, 672, 160, 0.25, 2),),
+    ((5, 960, 160, 0, 1), (5, 960, 160, 0.25, 1), (5, 960, 160, 0, 1), (5, 960, 160, 0.25, 1)),
+)
+
+
+def ghostnet_v1(width=1.0, se=True, num_classes=1000, in_channels=3, drop_rate=0.2, small_input=False):
+    """GhostNet v1 at any width; `se=False` drops every SE module."""
+    stages = []
+    for stage in _V1_TABLE:
+        specs = []
+        for k, exp, out, se_ratio, stride in stage:
+            mid = make_divisible(exp * width, 4)
+            se_channels = make_divisible(mid * se_ratio, 4) if se and se_ratio > 0 else 0
+            specs.append(BlockSpec(k, mid, make_divisible(out * width, 4), se_channels, stride))
+        stages.append(specs)
+    return GhostNet(stages, stem_channels=make_divisible(16 * width, 4),
+                    final_channels=make_divisible(960 * width, 4), num_classes=num_classes,
+                    in_channels=in_channels, drop_rate=drop_rate, small_input=small_input)
+
+
+_SOURCE = "CVPR 2020 paper; params and MACs measured on timm 1.0.31"
+
+
+@register_model("ghostnet", reference=dict(params=2_587_292, macs=42.33e6, top1=66.2, source=_SOURCE))
+def ghostnet_050(num_classes=1000, in_channels=3, width=0.5, **options):
+    return ghostnet_v1(width, num_classes=num_classes, in_channels=in_channels, **options)
+
+
+@register_model("ghostnet", reference=dict(params=5_182_508, macs=141.15e6, top1=73.9, source=_SOURCE))
+def ghostnet_100(num_classes=1000, in_channels=3, width=1.0, **options):
+    return ghostnet_v1(width, num_classes=num_classes, in_channels=in_channels, **options)
+
+
+@register_model("ghostnet", reference=dict(params=7_358_820, macs=227.00e6, top1=75.7, source=_SOURCE))
+def ghostnet_130(num_classes=1000, in_channels=3, width=1.3, **options):
+    return ghostnet_v1(width, num_classes=num_classes, in_channels=in_channels, **options)
+
+
+@register_model("ghostnet", reference=dict(macs=138e6, source="CVPR 2020 paper, Ghost-1x without SE "
+                                                               "(FLOPs; accuracy reported on Oxford-IIIT Pet only)"))
+def ghostnet_100_nose(num_classes=1000, in_channels=3, width=1.0, **options):
+    return ghostnet_v1(width, se=False, num_classes=num_classes, in_channels=in_channels, **options)
