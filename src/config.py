@@ -64,7 +64,8 @@ class Config:
     weight_decay: float = 4e-5
     filter_bias_and_bn: bool = True  # no weight decay on BN parameters and biases
     opt_eps: float = 1e-8
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
+    rmsprop_decay: float = 0.9  # rmsprop: moving-average factor of the squared gradients (PyTorch's alpha)
     scheduler: str = "cosine"  # cosine | step | exponential | constant
     warmup_epochs: float = 0.0
     warmup_lr: float = 0.0
@@ -72,8 +73,8 @@ class Config:
     decay_epochs: float = 30.0  # step / exponential: decay every this many epochs
     decay_rate: float = 0.1
     label_smoothing: float = 0.1
-    ema: bool = False
-    ema_decay: float = 0.9999
+    ema: bool = False  # keep an exponential moving average of the weights; validate and keep best on it
+    ema_decay: float = 0.9999  # upper bound; early on the decay is (1 + n) / (10 + n) after n updates
     clip_grad_norm: float = 0.0  # 0 disables
     amp_level: str = "O0"  # O0 | O1 | O2 | O3
     loss_scale: str = "none"  # none | fixed | dynamic
@@ -90,6 +91,7 @@ class Config:
     val_interval: int = 1  # epochs between validations; 0 disables validation during training
     resume: str = ""  # checkpoint to continue from, or "auto" for the newest in output_dir
     max_steps_per_epoch: int = 0  # >0 truncates epochs (smoke tests)
+    ckpt_path: str = ""  # validate.py: the weights to evaluate
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -137,8 +139,56 @@ def _apply(cfg, values, source):
         setattr(cfg, key, _check_type(key, value, _HINTS[key]))
 
 
+# Keys that take one of a fixed set of names; the engine implements exactly these.
+CHOICES = {
+    "optimizer": ("sgd", "rmsprop", "adam", "adamw"),
+    "scheduler": ("cosine", "step", "exponential", "constant"),
+    "amp_level": ("O0", "O1", "O2", "O3"),
+    "loss_scale": ("none", "fixed", "dynamic"),
+    "mode": ("graph", "pynative"),
+    "device_target": ("CPU", "GPU", "Ascend"),
+}
+
+# (keys, rule as the error message says it, check)
+_RANGES = [
+    (("batch_size", "epochs", "ckpt_interval", "keep_checkpoints", "log_interval"), "at least 1", lambda v: v >= 1),
+    (("eval_batch_size",), "at least 1 (or null)", lambda v: v is None or v >= 1),
+    (("lr", "opt_eps", "decay_epochs", "loss_scale_value"), "greater than 0", lambda v: v > 0),
+    (("weight_decay", "warmup_epochs", "warmup_lr", "min_lr", "clip_grad_norm", "val_interval",
+      "max_steps_per_epoch"), "at least 0", lambda v: v >= 0),
+    (("momentum", "label_smoothing", "rmsprop_decay", "ema_decay"), "in [0, 1)", lambda v: 0 <= v < 1),
+    (("decay_rate",), "in (0, 1]", lambda v: 0 < v <= 1),
+    (("betas",), "two values in [0, 1)", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)),
+]
+
+
+def validate_config(cfg: Config):
+    """Reject values that would fail late (after data loading and compilation) or silently train nonsense."""
+    for key, allowed in CHOICES.items():
+        value = getattr(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(allowed)}, got {value!r}"
+                              f"{_closest_choice(value, allowed)}")
+    for keys, rule, check in _RANGES:
+        for key in keys:
+            value = getattr(cfg, key)
+            if not check(value):
+                raise ConfigError(f"config key '{key}' must be {rule}, got {value!r}")
+    if cfg.min_lr > cfg.lr:
+        raise ConfigError(f"config key 'min_lr' ({cfg.min_lr}) must not exceed 'lr' ({cfg.lr})")
+    if cfg.nesterov and (cfg.optimizer != "sgd" or cfg.momentum <= 0):
+        raise ConfigError(f"config key 'nesterov' needs optimizer sgd with momentum > 0, "
+                          f"got optimizer {cfg.optimizer!r} with momentum {cfg.momentum}")
+
+
+def _closest_choice(value, allowed):
+    by_lower = {a.lower(): a for a in allowed}  # "cpu" -> "CPU", "o2" -> "O2"
+    close = difflib.get_close_matches(str(value).lower(), list(by_lower), n=1, cutoff=0.5)
+    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
+
+
 def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) -> Config:
-    """Defaults <- YAML file <- overrides (already parsed values)."""
+    """Defaults <- YAML file <- overrides (already parsed values), then `validate_config`."""
     cfg = Config()
     if path:
         if not os.path.isfile(path):
@@ -152,6 +202,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
             raise ConfigError(f"config file {path} must be a mapping of key: value")
         _apply(cfg, values, path)
     _apply(cfg, overrides or {}, "the command line")
+    validate_config(cfg)
     return cfg
 
 

@@ -1,0 +1,186 @@
+"""Checkpoint files: what they hold, atomic writes, strict loading, resuming and fine-tuning.
+
+One namespace per purpose, so that any reader can take the part it needs from any checkpoint:
+- `<name>`: model weights, named as the network names them: what validate.py, export and `--pretrained` read;
+- `ema.<name>`: EMA weights, when the run keeps them (evaluation prefers them: they are what training validated);
+- `state.<...>`: the rest of a training run (optimizer moments and step, loss scale, EMA update count), read
+  only by `--resume`; `state.meta.<key>` holds scalars and strings (epoch, best top-1).
+Run directories hold `epoch_NNNN.ckpt` (full training state, the newest `keep_checkpoints` kept) and `best.ckpt`
+(only the weights that scored the best validation top-1).
+"""
+import glob
+import os
+import re
+
+import mindspore as ms
+
+EMA_PREFIX = "ema."
+STATE_PREFIX = "state."
+META_PREFIX = STATE_PREFIX + "meta."
+_EPOCH_FILE = re.compile(r"epoch_(\d+)\.ckpt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or does not fit; the message names the file and the keys."""
+
+
+def _key_list(keys, limit=8):
+    shown = ", ".join(keys[:limit])
+    return shown + (f" ... and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def save_checkpoint(path: str, tensors: dict, meta: dict = None):
+    """Write {name: Tensor/Parameter} plus scalar metadata; readers never see a half-written file."""
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.tmp.ckpt")  # MindSpore insists on the .ckpt suffix
+    items = [{"name": key, "data": value} for key, value in tensors.items()]
+    append = {META_PREFIX + key: value for key, value in (meta or {}).items()}
+    ms.save_checkpoint(items, tmp, append_dict=append or None)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str):
+    """-> (tensors {name: Parameter}, meta {key: python value}); a missing or corrupt file names the file."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        loaded = ms.load_checkpoint(path)
+    except (ValueError, RuntimeError) as err:
+        raise CheckpointError(f"cannot read checkpoint file {path}: {err}") from err
+    tensors, meta = {}, {}
+    for key, value in loaded.items():
+        if key.startswith(META_PREFIX):
+            meta[key[len(META_PREFIX):]] = value if isinstance(value, str) else value.asnumpy().item()
+        else:
+            tensors[key] = value
+    return tensors, meta
+
+
+def model_weights(tensors: dict):
+    """-> (weights, kind): the EMA weights when the checkpoint has them ("ema"), else the trained ones."""
+    ema = {k[len(EMA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
+    if ema:
+        return ema, "ema"
+    return {k: v for k, v in tensors.items() if not k.startswith(STATE_PREFIX)}, "trained"
+
+
+def _assign(targets: dict, values: dict):
+    for key, param in targets.items():
+        param.set_data(ms.Tensor(values[key].asnumpy(), dtype=param.dtype))
+
+
+def _mismatch(targets: dict, values: dict):
+    """Missing, unexpected and wrong-shape keys, in the order of the network (then of the checkpoint)."""
+    missing = [k for k in targets if k not in values]
+    unexpected = [k for k in values if k not in targets]
+    shapes = [f"{k} {tuple(values[k].shape)} vs {tuple(p.shape)}" for k, p in targets.items()
+              if k in values and tuple(values[k].shape) != tuple(p.shape)]
+    return missing, unexpected, shapes
+
+
+def _mismatch_message(path, what, missing, unexpected, shapes, meta):
+    written_for = f" (it was written for model {meta['model']})" if "model" in meta else ""
+    lines = [f"checkpoint {path}{written_for} does not fit {what}:"]
+    if missing:
+        lines.append(f"  missing from the checkpoint ({len(missing)}): {_key_list(missing)}")
+    if unexpected:
+        lines.append(f"  not in {what} ({len(unexpected)}): {_key_list(unexpected)}")
+    if shapes:
+        lines.append(f"  wrong shape, checkpoint vs {what} ({len(shapes)}): {_key_list(shapes)}")
+    return "\n".join(lines)
+
+
+def load_weights(network, path: str) -> str:
+    """Load a checkpoint's model weights into `network`, every key and shape matching; returns their kind."""
+    tensors, meta = read_checkpoint(path)
+    weights, kind = model_weights(tensors)
+    targets = {p.name: p for p in network.get_parameters()}
+    missing, unexpected, shapes = _mismatch(targets, weights)
+    if missing or unexpected or shapes:
+        raise CheckpointError(_mismatch_message(path, "the model", missing, unexpected, shapes, meta))
+    _assign(targets, weights)
+    return kind
+
+
+def load_pretrained(network, path: str, classifier: str) -> list:
+    """Fine-tuning start: load every weight except a classifier that does not fit, which keeps its fresh init.
+
+    Returns the classifier keys left out (the caller prints them); any other mismatch is an error naming keys.
+    """
+    tensors, meta = read_checkpoint(path)
+    weights, _ = model_weights(tensors)
+    targets = {p.name: p for p in network.get_parameters()}
+    head = classifier + "."
+    body_targets = {k: p for k, p in targets.items() if not k.startswith(head)}
+    body_weights = {k: v for k, v in weights.items() if not k.startswith(head)}
+    missing, unexpected, shapes = _mismatch(body_targets, body_weights)
+    if missing or unexpected or shapes:
+        raise CheckpointError(_mismatch_message(path, "the model", missing, unexpected, shapes, meta))
+    head_fits = {k: p for k, p in targets.items()
+                 if k.startswith(head) and k in weights and tuple(weights[k].shape) == tuple(p.shape)}
+    _assign({**body_targets, **head_fits}, weights)
+    return [k for k in dict.fromkeys([*targets, *weights]) if k.startswith(head) and k not in head_fits]
+
+
+class TrainingState:
+    """Every tensor a resumed run needs, under its checkpoint key, so that save and restore are one mapping."""
+
+    def __init__(self, network, optimizer, ema=None, loss_scaler_params=()):
+        model = list(network.get_parameters())
+        model_ids = {id(p) for p in model}
+        self.tensors = {p.name: p for p in model}
+        if ema is not None:
+            self.tensors.update({p.name: p for p in ema.ema_params})  # already named ema.<name>
+            self.tensors[STATE_PREFIX + "ema.num_updates"] = ema.num_updates
+        # The LR array is rebuilt from the config; the step that indexes it is part of the state.
+        self.tensors.update({f"{STATE_PREFIX}optimizer.{p.name}": p for p in optimizer.get_parameters()
+                             if id(p) not in model_ids and p.name != "learning_rate"})
+        self.tensors.update({f"{STATE_PREFIX}loss_scale.{p.name}": p for p in loss_scaler_params})
+
+    def save(self, path: str, **meta):
+        save_checkpoint(path, self.tensors, meta)
+
+    def restore(self, path: str) -> dict:
+        """Load everything or nothing: a checkpoint from another model, optimizer or EMA/loss-scale setting is an
+        error naming the keys. Returns the metadata (epoch, best_top1). Call it before the first training step:
+        host-side writes after the step is compiled may not reach the compiled graph (see ema.py)."""
+        tensors, meta = read_checkpoint(path)
+        missing, unexpected, shapes = _mismatch(self.tensors, tensors)
+        if missing or unexpected or shapes:
+            raise CheckpointError(_mismatch_message(path, "this run's training state", missing, unexpected, shapes,
+                                                    meta))
+        _assign(self.tensors, tensors)
+        return meta
+
+
+class RunCheckpoints:
+    """The checkpoint files of one run directory: per-epoch training states (rotated) and the best weights."""
+
+    def __init__(self, directory: str, keep: int):
+        self.directory = directory
+        self.keep = keep
+
+    @property
+    def best_path(self):
+        return os.path.join(self.directory, "best.ckpt")
+
+    def epoch_paths(self) -> list:
+        """Per-epoch checkpoints, oldest first."""
+        found = [(int(m.group(1)), p) for p in glob.glob(os.path.join(self.directory, "epoch_*.ckpt"))
+                 if (m := _EPOCH_FILE.search(p))]
+        return [p for _, p in sorted(found)]
+
+    def latest(self):
+        paths = self.epoch_paths()
+        return paths[-1] if paths else None
+
+    def save_epoch(self, state: TrainingState, epoch: int, **meta) -> str:
+        """Write `epoch_NNNN.ckpt` (NNNN = epochs completed) and delete all but the newest `keep`."""
+        path = os.path.join(self.directory, f"epoch_{epoch:04d}.ckpt")
+        state.save(path, epoch=epoch, **meta)
+        for old in self.epoch_paths()[:-self.keep]:
+            os.remove(old)
+        return path
+
+    def save_best(self, weights: dict, **meta):
+        save_checkpoint(self.best_path, weights, meta)

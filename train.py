@@ -1,0 +1,77 @@
+"""Train a model of the zoo: config, context, data, model, loss, optimizer, loop (mechanisms live in src/engine).
+
+Single device (the default main job: GhostNet 1.0x on Fashion-MNIST, CPU):
+    python train.py --config configs/ghostnet/ghostnet_100_fashion_mnist.yaml
+    python train.py --config configs/ghostnet/ghostnet_100_fashion_mnist.yaml --mode pynative --epochs 1
+Eight devices, data parallel (rank, data shard and gradient averaging come from src/distributed):
+    mpirun -n 8 python train.py --config configs/ghostnet/ghostnet_100_imagenet.yaml --data_dir /path/to/imagenet
+Continue an interrupted run where it stopped:   --resume auto   (or --resume PATH/epoch_NNNN.ckpt)
+Fine-tune from a checkpoint with another head:  --pretrained CKPT
+Every key of src/config.py's Config is a flag (--key value), e.g. --device_target GPU --amp_level O2.
+Writes to output_dir: config.yaml (the resolved config), epoch_NNNN.ckpt (resumable), best.ckpt (best validation
+top-1), metrics.json / metrics.csv, loss_curve.png and accuracy_curve.png.
+"""
+import os
+import sys
+
+import src  # noqa: F401  (first: selects the CPU kernels before mindspore loads)
+from src.config import ConfigError, save_config
+from src.data import DatasetError, create_dataset
+from src.distributed import init_distributed
+from src.engine.build import build_model, config_from_command_line, setup_context
+from src.engine.checkpoint import CheckpointError, TrainingState, load_pretrained
+from src.engine.ema import ModelEMA
+from src.engine.epoch_data import EpochData
+from src.engine.loss import SoftTargetCrossEntropy
+from src.engine.lr_schedule import build_lr_schedule
+from src.engine.optim import create_optimizer
+from src.engine.train_step import (TrainStep, create_loss_scaler, gradient_reducer, loss_scaler_state,
+                                   mixed_precision)
+from src.engine.trainer import Trainer
+from src.models import model_info
+from src.utils.profile import count_params
+
+
+def main(argv=None):
+    cfg = config_from_command_line(argv, __doc__)
+
+    setup_context(cfg)
+    dist = init_distributed(cfg.device_target)
+    if dist.is_main:
+        os.makedirs(cfg.output_dir, exist_ok=True)
+        save_config(cfg, os.path.join(cfg.output_dir, "config.yaml"))
+
+    train_data = EpochData(cfg, dist)
+    val_data, val_info = create_dataset(cfg, cfg.val_split, training=False)
+    info = train_data.info
+
+    network = build_model(cfg, info)
+    if cfg.pretrained:
+        dropped = load_pretrained(network, cfg.pretrained, model_info(cfg.model).classifier)
+        print(f"fine-tuning from {cfg.pretrained}" +
+              (f"; re-initialised classifier, dropped checkpoint keys: {', '.join(dropped)}" if dropped else ""))
+    if dist.is_main:
+        print(f"{cfg.model}: {count_params(network) / 1e6:.2f}M parameters, {info.num_classes} classes, "
+              f"{info.in_channels} channel(s), {cfg.image_size} px | train {info.num_samples} images "
+              f"({cfg.train_split}), val {val_info.num_samples} ({cfg.val_split}) | {dist.world_size} device(s), "
+              f"{cfg.device_target}, {cfg.mode} mode, AMP {cfg.amp_level}")
+    network = mixed_precision(network, cfg.amp_level)
+
+    loss_fn = SoftTargetCrossEntropy(cfg.label_smoothing)
+
+    lr_schedule = build_lr_schedule(cfg, train_data.steps_per_epoch)
+    optimizer = create_optimizer(cfg, network.trainable_params(), lr_schedule)
+    ema = ModelEMA(network, cfg.ema_decay) if cfg.ema else None
+    loss_scaler = create_loss_scaler(cfg)
+    train_step = TrainStep(network, loss_fn, optimizer, ema=ema, clip_grad_norm=cfg.clip_grad_norm,
+                           loss_scaler=loss_scaler, grad_reducer=gradient_reducer(dist, optimizer.parameters))
+
+    state = TrainingState(network, optimizer, ema, loss_scaler_state(loss_scaler))
+    Trainer(cfg, dist, network, train_step, train_data, val_data, lr_schedule, state, ema).fit()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, DatasetError, CheckpointError) as err:
+        sys.exit(f"error: {err}")
