@@ -1,0 +1,147 @@
+"""Export a trained checkpoint for inference (MINDIR by default, ONNX, or AIR on Ascend) and check the file.
+
+    python export.py --config configs/ghostnet/ghostnet_100_imagenet.yaml --ckpt_path outputs/run/best.ckpt
+    python export.py --config CFG --ckpt_path CKPT --file_format ONNX --batch_size 1 --image_size 224 224
+    python export.py --config CFG --ckpt_path CKPT --num_classes 10 --in_channels 1 --small_input true
+
+Other `--key value` flags override config keys as in train.py; num_classes / in_channels left null in the config
+are read off the checkpoint. The network is exported in inference form (eval mode, re-parameterisable branches
+fused, BatchNorm folded into the preceding convs: src/deploy/fuse.py) with a dynamic batch dimension unless
+--batch_size fixes it, to `--output` (default: the checkpoint's path with the format's suffix).
+
+The file is then loaded back (MINDIR: mindspore.load + nn.GraphCell; ONNX: onnxruntime, when installed) and
+compared with the checkpoint network, unfolded, on a random batch; the exit status is 1 when the largest
+difference exceeds 1e-4. AIR (deprecated by MindSpore) needs device_target Ascend and cannot be loaded back by
+MindSpore, so it is not checked. Bad arguments exit with status 2 and a message saying what is wrong.
+"""
+import argparse
+import importlib.util
+import os
+import sys
+
+import numpy as np
+
+import src  # noqa: F401  (before mindspore: picks the CPU kernels)
+import mindspore
+
+from src.config import ConfigError, load_config, parse_overrides
+from src.deploy import ExportedModelError, load_exported, prepare_for_inference
+from src.deploy.network import build_network
+from src.engine.build import setup_context
+from src.engine.checkpoint import CheckpointError
+
+FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+TOLERANCE = 1e-4
+CHECK_BATCH = 2  # random batch for the comparison when the batch dimension is dynamic
+
+
+class ExportError(ValueError):
+    """Arguments that cannot give a valid export; the message says which and why."""
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     epilog="Any other --key value overrides that config key (see src/config.py); "
+                                            "--ckpt_path is one of them.")
+    parser.add_argument("--config", help="YAML config the checkpoint was trained with")
+    parser.add_argument("--file_format", default="MINDIR", help="MINDIR (default), ONNX or AIR")
+    parser.add_argument("--batch_size", type=int, help="fix the batch dimension (default: dynamic)")
+    parser.add_argument("--image_size", type=int, nargs="+", metavar="H [W]",
+                        help="input height and width (one value: square; default: the config's image_size)")
+    parser.add_argument("--output", help="file to write (default: the checkpoint path with the format's suffix)")
+    return parser.parse_known_args(argv)
+
+
+def _check_arguments(args, cfg):
+    """Every argument error before any model is built: -> (format, (H, W), output path)."""
+    file_format = args.file_format.upper()
+    if file_format not in FORMATS:
+        raise ExportError(f"--file_format must be one of {', '.join(FORMATS)}, got {args.file_format!r}")
+    if file_format == "AIR" and cfg.device_target != "Ascend":
+        raise ExportError(f"AIR export needs an Ascend device (device_target: Ascend), this run targets "
+                          f"{cfg.device_target}; export MINDIR or ONNX instead")
+    if not cfg.ckpt_path:
+        raise ExportError("no checkpoint given: pass --ckpt_path FILE")
+    if not os.path.isfile(cfg.ckpt_path):
+        raise ExportError(f"checkpoint file not found: {cfg.ckpt_path}")
+    size = args.image_size or [cfg.image_size]
+    if len(size) > 2 or min(size) < 1:
+        raise ExportError(f"--image_size takes one or two positive integers (H [W]), got {size}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ExportError(f"--batch_size must be at least 1, got {args.batch_size}")
+    output = args.output or os.path.splitext(cfg.ckpt_path)[0]
+    if not output.lower().endswith(FORMATS[file_format]):
+        output += FORMATS[file_format]
+    return file_format, (size[0], size[-1]), output
+
+
+def _check_image_size(net, name, size):
+    reduction = net.feature_info[-1]["reduction"]
+    if min(size) < reduction:
+        raise ExportError(f"--image_size {size[0]} {size[1]} is too small for {name}: it downsamples {reduction}x, "
+                          f"so inputs need at least {reduction} x {reduction} pixels")
+
+
+def _max_difference(a, b):
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def _write(net, file_format, sample, batch_size, output):
+    """Export `net`; the batch dimension is dynamic unless `batch_size` is given (ONNX: through dynamic_axes)."""
+    if file_format == "ONNX":
+        dynamic = {"image": {0: "batch"}} if batch_size is None else None
+        mindspore.onnx.export(net, sample, file_name=output, input_names=["image"], output_names=["logits"],
+                              dynamic_axes=dynamic)
+        return
+    if batch_size is None:
+        sample = mindspore.Tensor(shape=[None, *sample.shape[1:]], dtype=mindspore.float32)
+    mindspore.export(net, sample, file_name=output, file_format=file_format)
+
+
+def main(argv=None):
+    """Export and verify; returns the exit status (0, or 1 when the reloaded file differs by more than 1e-4)."""
+    args, rest = parse_args(argv)
+    cfg = load_config(args.config, parse_overrides(rest))
+    file_format, size, output = _check_arguments(args, cfg)
+    setup_context(cfg)
+    mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few forward passes: cheaper than compiling them
+
+    net, kind, in_channels = build_network(cfg, cfg.ckpt_path)
+    _check_image_size(net, cfg.model, size)
+    export_batch = args.batch_size or (1 if file_format == "AIR" else None)  # AIR has no dynamic batch
+    batch = export_batch or CHECK_BATCH
+    rng = np.random.default_rng(cfg.seed)
+    sample = mindspore.Tensor(rng.standard_normal((batch, in_channels, *size)).astype(np.float32))
+    try:
+        reference = net(sample).asnumpy()
+    except (RuntimeError, ValueError) as err:
+        raise ExportError(f"{cfg.model} cannot run on {size[0]} x {size[1]} inputs: {err}") from err
+
+    pairs = prepare_for_inference(net, sample)
+    folded_difference = _max_difference(net(sample).asnumpy(), reference)
+    print(f"{cfg.model} ({kind} weights of {cfg.ckpt_path}): {len(pairs)} conv+BN pairs folded, "
+          f"max |difference| {folded_difference:.3g}")
+
+    _write(net, file_format, sample, export_batch, output)
+    shape = f"{export_batch or 'N'} x {in_channels} x {size[0]} x {size[1]}"
+    print(f"wrote {output} ({file_format}, input {shape}, {os.path.getsize(output) / 2 ** 20:.1f} MiB)")
+
+    if file_format == "AIR":
+        print("AIR cannot be loaded back by MindSpore: not verified")
+        return 0
+    if file_format == "ONNX" and importlib.util.find_spec("onnxruntime") is None:
+        print("onnxruntime is not installed: skipped loading the ONNX file back (pip install onnxruntime)")
+        return 0
+    difference = _max_difference(load_exported(output)(sample).asnumpy(), reference)
+    verdict = "OK" if difference <= TOLERANCE else f"FAILED: more than {TOLERANCE:g}"
+    print(f"reloaded {file_format} vs checkpoint network, random batch of {batch}: max |difference| "
+          f"{difference:.3g} (largest |logit| {np.abs(reference).max():.3g}) {verdict}")
+    return 0 if difference <= TOLERANCE else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (ExportError, ConfigError, CheckpointError, ExportedModelError) as err:
+        print(f"export.py: error: {err}", file=sys.stderr)
+        sys.exit(2)

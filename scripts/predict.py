@@ -1,0 +1,175 @@
+"""Classify image files with a trained checkpoint or an exported MINDIR / ONNX file; print the top-5 classes.
+
+    python scripts/predict.py --config CFG --ckpt_path outputs/run/best.ckpt --images photo.jpg more_photos/
+    python scripts/predict.py --config CFG --mindir outputs/run/best.mindir --images photos/ --json
+    python scripts/predict.py --config CFG --mindir model.onnx --labels names.txt --images photos/
+
+Images are preprocessed as the evaluation pipeline does (src/data/transforms.py: resize by crop_pct, centre crop,
+normalise with the dataset's mean / std; grey for 1-channel models); the config gives image_size, crop_pct,
+interpolation, dataset and mean / std (an exported file's own input size wins over image_size). Class names come
+from the config's dataset (its val_split is read) or from --labels, one name per line. Other `--key value` flags
+override config keys as in train.py (`--ckpt_path` is one). Folders are searched recursively.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import src  # noqa: E402,F401  (before mindspore: picks the CPU kernels)
+import mindspore  # noqa: E402
+
+from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
+from src.data import DATASETS, DatasetError, create_dataset  # noqa: E402
+from src.data.readers import IMAGE_EXTENSIONS  # noqa: E402
+from src.data.transforms import eval_transforms, normalize  # noqa: E402
+from src.deploy import ExportedModelError, load_exported  # noqa: E402
+from src.deploy.network import build_network  # noqa: E402
+from src.engine.build import setup_context  # noqa: E402
+from src.engine.checkpoint import CheckpointError  # noqa: E402
+
+TOP_K = 5
+BATCH = 16
+
+
+class PredictError(ValueError):
+    """Inputs that cannot be classified as asked; the message names the file or flag."""
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     epilog="Any other --key value overrides that config key (see src/config.py).")
+    parser.add_argument("--images", nargs="+", required=True, metavar="PATH", help="image files and/or folders")
+    parser.add_argument("--config", help="YAML config the model was trained with")
+    parser.add_argument("--mindir", help="exported .mindir (or .onnx) file to run instead of --ckpt_path")
+    parser.add_argument("--labels", help="text file of class names, one per line (default: the dataset's)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser.parse_known_args(argv)
+
+
+def find_images(paths):
+    """Files as given, folders searched recursively for image files (sorted)."""
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            in_folder = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+                               if name.lower().endswith(IMAGE_EXTENSIONS))
+            if not in_folder:
+                raise PredictError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            found += in_folder
+        elif os.path.isfile(path):
+            found.append(path)
+        else:
+            raise PredictError(f"image file or folder not found: {path}")
+    return found
+
+
+def _statistics(cfg):
+    """The normalisation the dataset pipeline applies, without reading the data (predict may run without it)."""
+    fmt = DATASETS[cfg.dataset]
+    return (cfg.mean if cfg.mean is not None else fmt.mean), (cfg.std if cfg.std is not None else fmt.std)
+
+
+def make_preprocess(cfg, in_channels, mean, std):
+    """path -> float32 CHW array, through the evaluation ops of the config's dataset.
+
+    Small-data configs (crop_pct null) resize the whole image, which is square in those datasets; any other
+    image is centre-cropped to square afterwards so that it fits the network.
+    """
+    ops = eval_transforms(cfg, None, DATASETS[cfg.dataset].imagenet_like) + [normalize(mean, std)]
+    size = cfg.image_size
+
+    def preprocess(path):
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("L" if in_channels == 1 else "RGB"))
+        except Exception as err:  # Pillow reports unreadable files as OSError, SyntaxError, ValueError...
+            raise PredictError(f"cannot decode image {path}: {err}") from err
+        x = pixels[..., None] if pixels.ndim == 2 else pixels
+        for op in ops:
+            x = op(x)
+        top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
+        return x[:, top:top + size, left:left + size]
+
+    return preprocess
+
+
+def load_model(cfg, mindir):
+    """-> (batch -> logits Tensor, input channels); sets cfg.image_size to an exported file's input size."""
+    if mindir:
+        model = load_exported(mindir)
+        _, channels, height, width = model.input_shape
+        if height != width:
+            raise PredictError(f"{mindir} takes {height} x {width} inputs; predict.py feeds square images")
+        cfg.image_size = height
+        return model, channels
+    if not cfg.ckpt_path:
+        raise PredictError("give the model: --ckpt_path FILE (with --config) or --mindir FILE")
+    net, _, channels = build_network(cfg, cfg.ckpt_path)
+    return net, channels
+
+
+def class_names(cfg, labels_path):
+    """Names from --labels (one per line) or from the config's dataset, read before any image is classified."""
+    if labels_path:
+        if not os.path.isfile(labels_path):
+            raise PredictError(f"labels file not found: {labels_path}")
+        with open(labels_path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    try:
+        return list(create_dataset(cfg, cfg.val_split, training=False)[1].class_names)
+    except DatasetError as err:
+        raise PredictError(f"class names come from the dataset, which cannot be read ({err}); "
+                           f"pass --labels FILE with one name per line") from err
+
+
+def top_k(logits, names, k=TOP_K):
+    """Softmax probabilities of the k most likely classes, best first."""
+    logits = np.asarray(logits, np.float64)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [dict(index=int(i), name=names[i], probability=float(probs[i])) for i in order]
+
+
+def main(argv=None):
+    args, rest = parse_args(argv)
+    cfg = load_config(args.config, parse_overrides(rest))
+    if cfg.dataset not in DATASETS:
+        raise PredictError(f"unknown dataset '{cfg.dataset}'; valid: {', '.join(DATASETS)}")
+    paths = find_images(args.images)
+    names = class_names(cfg, args.labels)
+    setup_context(cfg)
+    mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few batches: compiling a graph would cost more
+    model, in_channels = load_model(cfg, args.mindir)
+    preprocess = make_preprocess(cfg, in_channels, *_statistics(cfg))
+
+    logits = []
+    for start in range(0, len(paths), BATCH):
+        batch = np.stack([preprocess(path) for path in paths[start:start + BATCH]])
+        logits.append(model(mindspore.Tensor(batch)).asnumpy())
+    logits = np.concatenate(logits)
+    if len(names) != logits.shape[1]:
+        source = args.labels or f"the {cfg.dataset} dataset"
+        raise PredictError(f"{source} names {len(names)} classes, the model predicts {logits.shape[1]}")
+    results = [dict(image=path, top5=top_k(row, names)) for path, row in zip(paths, logits)]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        print(result["image"])
+        for rank, item in enumerate(result["top5"], 1):
+            print(f"  {rank}. {item['name']:<30} {100 * item['probability']:6.2f}%  (class {item['index']})")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (PredictError, ConfigError, CheckpointError, ExportedModelError) as err:
+        print(f"predict.py: error: {err}", file=sys.stderr)
+        sys.exit(2)

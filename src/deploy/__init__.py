@@ -1,0 +1,6 @@
+"""Deployment: the inference form of a network (fuse.py) and running exported MINDIR / ONNX files (exported.py)."""
+from src.deploy.exported import ExportedModel, ExportedModelError, load_exported
+from src.deploy.fuse import fold_batchnorm, prepare_for_inference, reparameterize
+
+__all__ = ["ExportedModel", "ExportedModelError", "fold_batchnorm", "load_exported", "prepare_for_inference",
+           "reparameterize"]

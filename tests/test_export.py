@@ -1,0 +1,221 @@
+"""export.py and src/deploy: inference form (BN folding, re-parameterisation seam), MINDIR / ONNX round trips,
+dynamic and fixed batch sizes, a MINDIR run by a process that imports only mindspore, and argument errors.
+
+Checkpoints hold random weights whose BN statistics are far from their initial values, so folding changes every
+folded conv. Inputs are 32 px (small_input) with 10 classes: each export compiles a graph, seconds on CPU.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import mindspore
+import mindspore.nn as nn
+
+from export import ExportError, main as export_main
+from src.deploy import ExportedModelError, fold_batchnorm, load_exported, prepare_for_inference
+from src.engine.checkpoint import CheckpointError
+from src.models import create_model, list_models
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every GhostNet v1 variant and the baselines; the larger variants built from the same cells (ghostnet_600,
+# ghost_resnet50_*) are checked for folding only, which needs no graph compile (~15 s per export here).
+ROUND_TRIP_MODELS = ["ghostnet_050", "ghostnet_100", "ghostnet_100_nose", "ghostnet_130", "mobilenetv2_100",
+                     "mobilenetv3_large_100", "ghost_resnet56", "ghost_vgg16"]
+FOLD_ONLY_MODELS = sorted(set(list_models()) - set(ROUND_TRIP_MODELS))
+SMALL = dict(num_classes=10, in_channels=3, small_input=True)
+SMALL_FLAGS = ["--num_classes", "10", "--in_channels", "3", "--small_input", "true", "--image_size", "32"]
+
+
+@pytest.fixture(autouse=True)
+def pynative_restored():
+    """export.main switches to PyNative; give the next test file the mode it started with."""
+    previous = mindspore.get_context("mode")
+    mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
+    yield
+    mindspore.set_context(mode=previous)
+
+
+def random_bn_statistics(net, seed=0):
+    rng = np.random.default_rng(seed)
+    for name, param in net.parameters_and_names():  # scales <= 1: deep nets must not blow up float32 rounding
+        if name.endswith("gamma"):
+            param.set_data(mindspore.Tensor(rng.uniform(0.5, 1.0, param.shape).astype(np.float32)))
+        elif name.endswith("moving_variance"):
+            param.set_data(mindspore.Tensor(rng.uniform(1.0, 2.0, param.shape).astype(np.float32)))
+        elif name.endswith(("moving_mean", "beta")):
+            param.set_data(mindspore.Tensor(rng.normal(0.0, 0.5, param.shape).astype(np.float32)))
+    net.set_train(False)
+    return net
+
+
+def write_checkpoint(path, name, **kwargs):
+    """A checkpoint of `name` with random weights and BN statistics; returns the network (eval mode)."""
+    net = random_bn_statistics(create_model(name, **kwargs))
+    mindspore.save_checkpoint(net, str(path))
+    return net
+
+
+def images(n, channels=3, size=32, seed=1):
+    return np.random.default_rng(seed).standard_normal((n, channels, size, size)).astype(np.float32)
+
+
+def logits(net, x):
+    return net(mindspore.Tensor(x)).asnumpy()
+
+
+# --- inference form ----------------------------------------------------------------------------------------------
+
+def test_ghostnet_folds_every_conv_bn_pair_within_1e_5():
+    net = random_bn_statistics(create_model("ghostnet_100", num_classes=10))
+    x = images(2, size=64)
+    before = logits(net, x)
+    pairs = dict(fold_batchnorm(net, mindspore.Tensor(x)))
+    assert np.abs(logits(net, x) - before).max() <= 1e-5
+    assert len(pairs) == 80 and not [n for n, c in net.cells_and_names() if isinstance(c, nn.BatchNorm2d)]
+    for conv, bn in [("conv_stem", "bn1"), ("blocks.3.0.conv_dw", "blocks.3.0.bn_dw"),
+                     ("blocks.9.0.conv", "blocks.9.0.bn1"),
+                     ("blocks.0.0.ghost1.primary_conv.0", "blocks.0.0.ghost1.primary_conv.1"),
+                     ("blocks.1.0.shortcut.2", "blocks.1.0.shortcut.3")]:
+        assert pairs[conv] == bn
+    cells = dict(net.cells_and_names())
+    assert all(cells[conv].has_bias for conv in pairs)
+
+
+class _NotFoldable(nn.Cell):
+    """BN after an add, and a conv output read by both a BN and another cell: neither may fold."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_a, self.bn_a = nn.Conv2d(2, 2, 3), nn.BatchNorm2d(2)
+        self.conv_b, self.bn_b, self.act = nn.Conv2d(2, 2, 3), nn.BatchNorm2d(2), nn.ReLU()
+
+    def construct(self, x):
+        a = self.bn_a(self.conv_a(x) + x)
+        b = self.conv_b(x)
+        return a + self.bn_b(b) + self.act(b)
+
+
+def test_bn_not_fed_by_a_conv_alone_stays():
+    net = random_bn_statistics(_NotFoldable())
+    assert fold_batchnorm(net, mindspore.Tensor(images(1, channels=2, size=8))) == []
+    assert isinstance(net.bn_a, nn.BatchNorm2d) and isinstance(net.bn_b, nn.BatchNorm2d)
+
+
+class _Reparameterizable(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fused = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), False
+
+    def reparameterize(self):
+        self.fused = True
+
+    def construct(self, x):
+        return self.bn(self.conv(x))
+
+
+def test_prepare_for_inference_reparameterizes_then_folds():
+    net = nn.SequentialCell([_Reparameterizable(), nn.Dropout(p=0.5)])
+    net.set_train(True)
+    pairs = prepare_for_inference(net, mindspore.Tensor(images(1, channels=1, size=8)))
+    assert net[0].fused and not net.training and pairs == [("0.conv", "0.bn")]
+
+
+# --- round trips -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ROUND_TRIP_MODELS)
+def test_mindir_round_trip(tmp_path, name, capsys):
+    net = write_checkpoint(tmp_path / "w.ckpt", name, **SMALL)
+    assert export_main(["--ckpt_path", str(tmp_path / "w.ckpt"), "--model", name, *SMALL_FLAGS]) == 0
+    assert "reloaded MINDIR" in capsys.readouterr().out
+    x = images(3)  # export checked batch 2; the batch dimension is dynamic
+    assert np.abs(load_exported(str(tmp_path / "w.mindir"))(x).asnumpy() - logits(net, x)).max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", FOLD_ONLY_MODELS)
+def test_bn_folding_within_1e_5(name):
+    net = random_bn_statistics(create_model(name, **SMALL))
+    x = images(2)
+    before = logits(net, x)
+    assert fold_batchnorm(net, mindspore.Tensor(x))
+    assert np.abs(logits(net, x) - before).max() <= 1e-5
+
+
+def test_fixed_batch_mindir_in_a_process_that_imports_only_mindspore(tmp_path):
+    """A consumer needs nothing of this repo; a fixed-batch file still takes any batch through load_exported."""
+    net = write_checkpoint(tmp_path / "w.ckpt", "ghostnet_050", **SMALL)
+    out = str(tmp_path / "g.mindir")
+    assert export_main(["--ckpt_path", str(tmp_path / "w.ckpt"), "--model", "ghostnet_050", "--output", out,
+                        "--batch_size", "4", *SMALL_FLAGS]) == 0
+    x = images(5)
+    np.save(tmp_path / "x.npy", x[:4])
+    child = textwrap.dedent(f"""
+        import sys, numpy as np, mindspore, mindspore.nn as nn
+        assert not any(m == "src" or m.startswith("src.") for m in sys.modules)
+        net = nn.GraphCell(mindspore.load({out!r}))
+        np.save("y.npy", net(mindspore.Tensor(np.load("x.npy"))).asnumpy())
+    """)
+    subprocess.run([sys.executable, "-c", child], cwd=tmp_path, check=True, capture_output=True)
+    expected = logits(net, x)
+    assert np.abs(np.load(tmp_path / "y.npy") - expected[:4]).max() <= 1e-5
+
+    model = load_exported(out)
+    assert model.input_shape == (4, 3, 32, 32)
+    assert np.abs(model(x).asnumpy() - expected).max() <= 1e-5  # one full batch, one padded
+    with pytest.raises(ExportedModelError, match="takes N x 3 x 32 x 32"):
+        model(images(2, channels=1))
+
+
+def test_onnx_round_trip(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    net = write_checkpoint(tmp_path / "w.ckpt", "ghostnet_050", **SMALL)
+    assert export_main(["--ckpt_path", str(tmp_path / "w.ckpt"), "--model", "ghostnet_050", "--file_format", "onnx",
+                        *SMALL_FLAGS]) == 0
+    assert "reloaded ONNX" in capsys.readouterr().out
+    model = load_exported(str(tmp_path / "w.onnx"))
+    x = images(3)
+    assert model.input_shape == (None, 3, 32, 32)
+    assert np.abs(model(x).asnumpy() - logits(net, x)).max() <= 1e-4
+
+
+# --- errors ------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "w.ckpt"
+    write_checkpoint(path, "ghostnet_050", **SMALL)
+    return str(path)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--file_format", "TFLITE"], "--file_format must be one of MINDIR, ONNX, AIR"),
+    (["--file_format", "air"], "AIR export needs an Ascend device"),
+    (["--image_size", "0"], "one or two positive integers"),
+    (["--image_size", "32", "32", "32"], "one or two positive integers"),
+    (["--image_size", "4"], "too small for ghostnet_050: it downsamples 8x"),
+    (["--batch_size", "0"], "--batch_size must be at least 1"),
+])
+def test_bad_arguments_are_named(checkpoint, flags, message):
+    with pytest.raises(ExportError, match=message):
+        export_main(["--ckpt_path", checkpoint, "--model", "ghostnet_050", *SMALL_FLAGS, *flags])
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(ExportError, match="checkpoint file not found: .*nothing.ckpt"):
+        export_main(["--ckpt_path", str(tmp_path / "nothing.ckpt")])
+    with pytest.raises(ExportError, match="pass --ckpt_path"):
+        export_main([])
+
+
+def test_checkpoint_of_another_model(checkpoint):
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        export_main(["--ckpt_path", checkpoint, "--model", "ghostnet_100", *SMALL_FLAGS])
+
+
+def test_command_line_error_exit_status(tmp_path):
+    result = subprocess.run([sys.executable, "export.py", "--ckpt_path", str(tmp_path / "x.ckpt"),
+                             "--file_format", "PB"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "export.py: error: --file_format must be one of MINDIR, ONNX, AIR, got 'PB'" in result.stderr
