@@ -3,6 +3,7 @@
 Importing the family modules registers their variants.
 """
 from src.models.registry import create_model, list_models, model_info, register_model
-from src.models import ghostnet, ghostnet600, ghost_resnet, ghost_vgg, mobilenetv2, mobilenetv3  # noqa: F401
+from src.models import (ghostnet, ghostnet600, ghostnetv2, ghostnetv3, ghost_resnet, ghost_vgg,  # noqa: F401
+                        mobilenetv2, mobilenetv3)
 
 __all__ = ["create_model", "list_models", "model_info", "register_model"]

@@ -2,7 +2,8 @@
 
 Variants: `ghostnet_050`, `ghostnet_100`, `ghostnet_130` (width 0.5 / 1.0 / 1.3) and `ghostnet_100_nose`
 (1.0x with every SE removed: 3,678,640 params, 139.65M MACs at 224; 138.4M with the paper's 37 Pets classes).
-`GhostNet` is shared with `ghostnet600.py`, which only brings its own table.
+`GhostNet` is shared with `ghostnet600.py`, which only brings its own table, and with GhostNetV2 / V3
+(`ghostnetv2.py`, `ghostnetv3.py`), which reuse the table with DFC attention and re-parameterisable blocks.
 
 Child names mirror the official / timm state_dict (`conv_stem`, `bn1`, `blocks.{stage}.{block}.ghost1...`,
 `blocks.9.0.conv`, `conv_head`, `classifier`), so a PyTorch checkpoint converts key for key once BN's
@@ -23,29 +24,33 @@ from src.models.layers import (ConvBnAct, GhostModule, GlobalAvgPool, SqueezeExc
                                conv2d, last_per_stride, make_divisible)
 from src.models.registry import register_model
 
-# One Ghost bottleneck, channels already rounded. `se` is the SE squeeze width (0: no SE).
-BlockSpec = namedtuple("BlockSpec", "kernel mid out se stride")
+# One Ghost bottleneck, channels already rounded. `se` is the SE squeeze width (0: no SE); `attention`: DFC
+# attention in ghost1 (GhostNetV2).
+BlockSpec = namedtuple("BlockSpec", "kernel mid out se stride attention", defaults=(False,))
 
 
 class GhostBottleneck(nn.Cell):
     """ghost1 (act) -> [depthwise conv + BN when strided] -> [SE] -> ghost2 (linear), plus a shortcut.
 
     The shortcut is the identity when shape is kept, otherwise depthwise k x k (strided) + BN + 1x1 conv + BN.
-    No activation follows the residual add.
+    No activation follows the residual add. `attention` gives ghost1 DFC attention (GhostNetV2). GhostNetV3
+    subclasses this block with its own `ghost_module` class and strided depthwise stage (`_build_depthwise`,
+    `_depthwise`).
     """
 
+    ghost_module = GhostModule
+
     def __init__(self, in_channels, mid_channels, out_channels, dw_kernel_size=3, stride=1, se_channels=0,
-                 act="relu"):
+                 act="relu", attention=False):
         super().__init__()
-        self.ghost1 = GhostModule(in_channels, mid_channels, act=act)
+        self.ghost1 = self.ghost_module(in_channels, mid_channels, act=act, attention=attention)
         self.has_dw = stride > 1
         if self.has_dw:
-            self.conv_dw = conv2d(mid_channels, mid_channels, dw_kernel_size, stride, groups=mid_channels)
-            self.bn_dw = batch_norm(mid_channels)
+            self._build_depthwise(mid_channels, dw_kernel_size, stride)
         self.has_se = se_channels > 0
         if self.has_se:
             self.se = SqueezeExcite(mid_channels, se_channels)
-        self.ghost2 = GhostModule(mid_channels, out_channels, act=None)
+        self.ghost2 = self.ghost_module(mid_channels, out_channels, act=None)
         if in_channels == out_channels and stride == 1:
             self.shortcut = nn.Identity()
         else:
@@ -56,10 +61,17 @@ class GhostBottleneck(nn.Cell):
                 batch_norm(out_channels),
             ])
 
+    def _build_depthwise(self, channels, kernel_size, stride):
+        self.conv_dw = conv2d(channels, channels, kernel_size, stride, groups=channels)
+        self.bn_dw = batch_norm(channels)
+
+    def _depthwise(self, x):
+        return self.bn_dw(self.conv_dw(x))
+
     def construct(self, x):
         out = self.ghost1(x)
         if self.has_dw:
-            out = self.bn_dw(self.conv_dw(out))
+            out = self._depthwise(out)
         if self.has_se:
             out = self.se(out)
         out = self.ghost2(out)
@@ -69,12 +81,13 @@ class GhostBottleneck(nn.Cell):
 class GhostNet(nn.Cell):
     """Stem -> stages of Ghost bottlenecks -> 1x1 ConvBnAct (`blocks[-1]`) -> pool -> conv_head -> classifier.
 
-    `stages` is a list of stages, each a list of `BlockSpec`; stage i becomes `blocks.i`. `num_features` is the
-    channel count of `forward_features`; `head_hidden_size` the width of `forward_head(x, pre_logits=True)`.
+    `stages` is a list of stages, each a list of `BlockSpec`; stage i becomes `blocks.i`, made of `block` cells.
+    `num_features` is the channel count of `forward_features`; `head_hidden_size` the width of
+    `forward_head(x, pre_logits=True)`.
     """
 
     def __init__(self, stages, stem_channels, final_channels, head_channels=1280, num_classes=1000, in_channels=3,
-                 act="relu", drop_rate=0.2, small_input=False):
+                 act="relu", drop_rate=0.2, small_input=False, block=GhostBottleneck):
         super().__init__()
         self.num_classes = num_classes
         self.num_features = final_channels
@@ -91,7 +104,7 @@ class GhostNet(nn.Cell):
         for stage in stages:
             blocks = []
             for spec in stage:
-                blocks.append(GhostBottleneck(prev, spec.mid, spec.out, spec.kernel, spec.stride, spec.se, act))
+                blocks.append(block(prev, spec.mid, spec.out, spec.kernel, spec.stride, spec.se, act, spec.attention))
                 prev, reduction = spec.out, reduction * spec.stride
             cells.append(nn.SequentialCell(blocks))
             reductions.append(reduction)
@@ -170,19 +183,26 @@ _V1_TABLE = (
 )
 
 
-def ghostnet_v1(width=1.0, se=True, num_classes=1000, in_channels=3, drop_rate=0.2, small_input=False):
-    """GhostNet v1 at any width; `se=False` drops every SE module."""
-    stages = []
+def ghostnet_v1(width=1.0, se=True, attention=False, block=GhostBottleneck, num_classes=1000, in_channels=3,
+                drop_rate=0.2, small_input=False):
+    """A GhostNet on the v1 table at any width; `se=False` drops every SE module.
+
+    GhostNetV2 and V3 share the table: `attention=True` adds DFC attention to ghost1 of every bottleneck but the
+    first two (V2), `block` is V3's re-parameterisable bottleneck.
+    """
+    stages, index = [], 0
     for stage in _V1_TABLE:
         specs = []
         for k, exp, out, se_ratio, stride in stage:
             mid = make_divisible(exp * width, 4)
             se_channels = make_divisible(mid * se_ratio, 4) if se and se_ratio > 0 else 0
-            specs.append(BlockSpec(k, mid, make_divisible(out * width, 4), se_channels, stride))
+            specs.append(BlockSpec(k, mid, make_divisible(out * width, 4), se_channels, stride,
+                                   attention=attention and index > 1))
+            index += 1
         stages.append(specs)
     return GhostNet(stages, stem_channels=make_divisible(16 * width, 4),
                     final_channels=make_divisible(960 * width, 4), num_classes=num_classes,
-                    in_channels=in_channels, drop_rate=drop_rate, small_input=small_input)
+                    in_channels=in_channels, drop_rate=drop_rate, small_input=small_input, block=block)
 
 
 _SOURCE = "CVPR 2020 paper; params and MACs measured on timm 1.0.31"

@@ -102,15 +102,47 @@ class SqueezeExcite(nn.Cell):
         return x * self.gate(s)
 
 
+class DFCAttention(nn.SequentialCell):
+    """GhostNetV2's decoupled fully connected (DFC) attention: a gate computed from a Ghost module's input.
+
+    The six cells (timm's `short_conv`: 1x1 conv + BN, depthwise (1, 5) conv + BN, depthwise (5, 1) conv + BN) mix
+    long-range context along rows and columns on the input average-pooled 2x2 / 2, a quarter of the cost; the
+    sigmoid of their output is upsampled (nearest) to the gated map's size. A side of length 1 is left unpooled:
+    the reference code fails there (the last stage of a 32 px input); every other size pools exactly as it does.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=1, stride=1):
+        # pad_mode "same" pads the (1, 5) / (5, 1) kernels (0, 2) / (2, 0) like the reference; explicit padding
+        # of a non-square kernel is exported to ONNX with its pads in the wrong order.
+        super().__init__([
+            conv2d(in_channels, out_channels, kernel_size, stride), batch_norm(out_channels),
+            nn.Conv2d(out_channels, out_channels, (1, 5), pad_mode="same", group=out_channels),
+            batch_norm(out_channels),
+            nn.Conv2d(out_channels, out_channels, (5, 1), pad_mode="same", group=out_channels),
+            batch_norm(out_channels),
+        ])
+
+    def construct(self, x, out):
+        """`out` gated by the attention computed from `x`."""
+        height, width = x.shape[2:]
+        window = (min(2, height), min(2, width))
+        # Primitives rather than ops.avg_pool2d / ops.interpolate: the ONNX exporter has no AvgPool3D (which
+        # avg_pool2d runs on), and interpolate's shape checks fail to compile when the batch size is dynamic.
+        gate = ops.sigmoid(super().construct(ops.AvgPool(window, window)(x)))
+        return out * ops.ResizeNearestNeighbor(out.shape[2:])(gate)
+
+
 class GhostModule(nn.Cell):
     """Ghost module: a drop-in for a k x k conv producing `out_channels` maps.
 
     A primary conv makes ceil(out / ratio) "intrinsic" maps; a cheap depthwise `dw_size` conv makes
     (ratio - 1) ghosts of each; the two are concatenated and cut to `out_channels`. With `act=None` neither
-    part has an activation (the second Ghost module of a bottleneck).
+    part has an activation (the second Ghost module of a bottleneck). `attention=True` gates the output with
+    GhostNetV2's DFC attention (`short_conv`).
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size=1, ratio=2, dw_size=3, stride=1, act="relu"):
+    def __init__(self, in_channels, out_channels, kernel_size=1, ratio=2, dw_size=3, stride=1, act="relu",
+                 attention=False):
         super().__init__()
         if ratio < 2:
             raise ValueError(f"Ghost module ratio must be >= 2, got {ratio}")
@@ -128,6 +160,9 @@ class GhostModule(nn.Cell):
             activation(act),
         ])
         self.needs_slice = init_channels + new_channels != out_channels
+        self.has_attention = attention
+        if attention:
+            self.short_conv = DFCAttention(in_channels, out_channels, kernel_size, stride)
 
     def construct(self, x):
         x1 = self.primary_conv(x)
@@ -135,6 +170,8 @@ class GhostModule(nn.Cell):
         out = ops.concat((x1, x2), 1)
         if self.needs_slice:
             out = out[:, : self.out_channels]
+        if self.has_attention:
+            out = self.short_conv(x, out)
         return out
 
 
