@@ -2,6 +2,8 @@
 
     python validate.py --config configs/ghostnet/ghostnet_100_fashion_mnist.yaml \\
         --ckpt_path outputs/ghostnet_100_fashion_mnist/best.ckpt
+    python validate.py --config configs/ghostnet/ghostnet_100_fashion_mnist.yaml \\
+        --mindir outputs/ghostnet_100_fashion_mnist/ghostnet_100_fashion_mnist.mindir
 Evaluates cfg.val_split (override with --val_split), prints a report and writes it as JSON to output_dir.
 A checkpoint that does not fit the model is an error naming the keys; EMA weights are used when present.
 Every key of src/config.py's Config is a flag (--key value).
@@ -13,6 +15,7 @@ import sys
 import src  # noqa: F401  (first: selects the CPU kernels before mindspore loads)
 from src.config import ConfigError
 from src.data import DatasetError, create_dataset
+from src.deploy import ExportedModelError, load_exported
 from src.engine.build import build_model, config_from_command_line, setup_context
 from src.engine.checkpoint import CheckpointError, load_weights
 from src.engine.evaluate import evaluate
@@ -29,7 +32,7 @@ def load_network(cfg, info):
 
 
 def write_report(report: dict, cfg) -> str:
-    name = os.path.splitext(os.path.basename(cfg.ckpt_path))[0]
+    name = os.path.splitext(os.path.basename(cfg.mindir or cfg.ckpt_path))[0]
     path = os.path.join(cfg.output_dir, f"eval_{name}_{cfg.val_split}.json")
     os.makedirs(cfg.output_dir, exist_ok=True)
     with open(f"{path}.tmp", "w", encoding="utf-8") as f:
@@ -40,14 +43,18 @@ def write_report(report: dict, cfg) -> str:
 
 def main(argv=None) -> dict:
     cfg = config_from_command_line(argv, __doc__)
-    if not cfg.ckpt_path:
-        raise ConfigError("validate.py needs --ckpt_path CHECKPOINT")
+    if bool(cfg.ckpt_path) == bool(cfg.mindir):
+        raise ConfigError("validate.py needs exactly one of --ckpt_path CHECKPOINT and --mindir EXPORTED_FILE")
     setup_context(cfg)
     dataset, info = create_dataset(cfg, cfg.val_split, training=False)
-    network = load_network(cfg, info)
+    if cfg.mindir:
+        network = load_exported(cfg.mindir)
+        print(f"loaded exported {cfg.model} from {cfg.mindir}")
+    else:
+        network = load_network(cfg, info)
     report = evaluate(network, dataset, info.num_classes, info.class_names)
-    report = {"model": cfg.model, "checkpoint": cfg.ckpt_path, "dataset": cfg.dataset, "split": cfg.val_split,
-              **report}
+    report = {"model": cfg.model, "checkpoint": cfg.mindir or cfg.ckpt_path, "dataset": cfg.dataset,
+              "split": cfg.val_split, **report}
     print(f"{cfg.model} on {cfg.dataset} ({cfg.val_split})")
     print(format_report(report))
     print(f"report written to {write_report(report, cfg)}")
@@ -57,5 +64,5 @@ def main(argv=None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DatasetError, CheckpointError) as err:
+    except (ConfigError, DatasetError, CheckpointError, ExportedModelError) as err:
         sys.exit(f"error: {err}")

@@ -92,6 +92,7 @@ class Config:
     resume: str = ""  # checkpoint to continue from, or "auto" for the newest in output_dir
     max_steps_per_epoch: int = 0  # >0 truncates epochs (smoke tests)
     ckpt_path: str = ""  # validate.py: the weights to evaluate
+    mindir: str = ""  # validate.py: evaluate this exported MINDIR (or .onnx) file instead of a checkpoint
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}

@@ -120,3 +120,24 @@ def test_unknown_model_names_the_key(tmp_path):
     cfg_path = write_config(tiny_config(tmp_path, model="ghostnet_10"), tmp_path / "cfg.yaml")
     with pytest.raises(ConfigError, match="config key 'model': unknown model 'ghostnet_10'; did you mean"):
         validate.main(["--config", cfg_path, "--ckpt_path", _checkpoint(tmp_path)])
+
+
+def test_mindir_gives_the_checkpoints_report(tmp_path, capsys):
+    """validate.py --mindir evaluates the exported file; its report equals the checkpoint's."""
+    import export
+    from src.models import create_model
+    cfg = tiny_config(tmp_path, model="ghostnet_050", small_input=True, eval_batch_size=16,
+                      output_dir=str(tmp_path / "eval"))
+    cfg_path = write_config(cfg, tmp_path / "cfg.yaml")
+    net = create_model("ghostnet_050", num_classes=10, in_channels=1, small_input=True)
+    ckpt = str(tmp_path / "ghostnet.ckpt")
+    save_checkpoint(ckpt, {p.name: p for p in net.get_parameters()}, {"model": "ghostnet_050"})
+    mindir = str(tmp_path / "ghostnet.mindir")
+    assert export.main(["--config", cfg_path, "--ckpt_path", ckpt, "--output", mindir]) == 0
+    from_ckpt = validate.main(["--config", cfg_path, "--ckpt_path", ckpt])
+    from_mindir = validate.main(["--config", cfg_path, "--mindir", mindir])
+    assert f"loaded exported ghostnet_050 from {mindir}" in capsys.readouterr().out
+    assert from_mindir["confusion_matrix"] == from_ckpt["confusion_matrix"]
+    assert from_mindir["loss"] == pytest.approx(from_ckpt["loss"], abs=1e-5)
+    with pytest.raises(ConfigError, match="exactly one of --ckpt_path"):
+        validate.main(["--config", cfg_path, "--ckpt_path", ckpt, "--mindir", mindir])
