@@ -14,7 +14,8 @@ from src.engine.ema import ModelEMA
 from src.engine.loss import SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optim import create_optimizer, parameter_groups
-from src.engine.train_step import TrainStep, create_loss_scaler, loss_scaler_state
+from src.engine.build import setup_context
+from src.engine.train_step import TrainStep, create_loss_scaler, loss_scaler_state, mixed_precision
 from tests.engine_fixtures import TinyNet
 
 
@@ -100,6 +101,18 @@ def test_train_step_lowers_the_loss(mode, options):
     losses = [float(step(images, labels)[0].asnumpy()) for _ in range(12)]
     assert losses[-1] < 0.7 * losses[0], losses
     assert int(optimizer.global_step.asnumpy()[0]) == 12
+
+
+@pytest.mark.parametrize("amp_level", ["O2", "O3"])
+def test_mixed_precision_trains_on_cpu_with_a_warning(amp_level):
+    with pytest.warns(UserWarning, match=f"amp_level {amp_level} on CPU"):
+        setup_context(Config(amp_level=amp_level, mode="graph"))
+    net = mixed_precision(TinyNet(num_classes=4), amp_level)
+    step, _, scaler = _step(net, Config(optimizer="adam", lr=0.01, epochs=1, loss_scale="dynamic"))
+    images, labels = _batch()
+    losses = [float(step(images, labels)[0].asnumpy()) for _ in range(10)]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert float(scaler.scale_value.asnumpy()) == 1024.0  # no overflow in float16 here
 
 
 def test_engine_builds_every_configured_optimizer():
