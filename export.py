@@ -29,6 +29,7 @@ from src.deploy import ExportedModelError, load_exported, prepare_for_inference
 from src.deploy.network import build_network
 from src.engine.build import setup_context
 from src.engine.checkpoint import CheckpointError
+from src.kernels import custom_kernels
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 TOLERANCE = 1e-4
@@ -106,6 +107,14 @@ def main(argv=None):
     setup_context(cfg)
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few forward passes: cheaper than compiling them
 
+    # The exported graph must not depend on this machine's compiled kernels: every conv built from here on (the
+    # network, and the fused convs of re-parameterised blocks) is MindSpore's own.
+    with custom_kernels(False):
+        return _export(args, cfg, file_format, size, output)
+
+
+def _export(args, cfg, file_format, size, output):
+    """Build, fold, write and reload-check (main's body, run with the custom kernels off)."""
     net, kind, in_channels = build_network(cfg, cfg.ckpt_path)
     _check_image_size(net, cfg.model, size)
     export_batch = args.batch_size or (1 if file_format == "AIR" else None)  # AIR has no dynamic batch

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what this repo needs on a fresh Debian machine (run as root or with sudo rights):
-# OpenMPI for mpirun, the Fashion-MNIST package (the default dataset), and the Python requirements.
+# g++ (builds the custom CPU kernels of src/kernels), OpenMPI for mpirun, the Fashion-MNIST package (the default
+# dataset), and the Python requirements.
 # Optional: WITH_TORCH=1 also builds .venv-torch (PyTorch + timm + ONNX Runtime) for cross-framework checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo_cmd apt-get update -qq
-$sudo_cmd apt-get install -y -qq openmpi-bin libopenmpi-dev dataset-fashion-mnist >/dev/null
+$sudo_cmd apt-get install -y -qq g++ openmpi-bin libopenmpi-dev dataset-fashion-mnist >/dev/null
 python3 -m pip install -q -r requirements.txt
 if [ "${WITH_TORCH:-0}" = "1" ] && [ ! -x .venv-torch/bin/python ]; then
   bash ../shared/tools/torch-reference-env.sh .venv-torch

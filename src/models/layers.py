@@ -8,6 +8,8 @@ import math
 import mindspore.nn as nn
 import mindspore.ops as ops
 
+from src.kernels.depthwise import DepthwiseConv2d, kernels_usable
+
 
 def make_divisible(value: float, divisor: int = 4, min_value: int = None) -> int:
     """Round `value` to a multiple of `divisor`, never going more than 10% below it (MobileNet rule)."""
@@ -46,13 +48,18 @@ def activation(name):
 
 
 def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, bias=False, padding=None):
-    """nn.Conv2d with symmetric 'same'-style padding k // 2, as the reference PyTorch code pads."""
+    """nn.Conv2d with symmetric 'same'-style padding k // 2, as the reference PyTorch code pads.
+
+    Depthwise convs run on the custom CPU kernels when they are usable (src/kernels/depthwise.py).
+    """
     if isinstance(kernel_size, int):
         pad = kernel_size // 2 if padding is None else padding
         padding = pad
     else:
         kh, kw = kernel_size
         padding = (kh // 2, kh // 2, kw // 2, kw // 2) if padding is None else padding
+    if groups > 1 and groups == in_channels == out_channels and kernels_usable():
+        return DepthwiseConv2d(in_channels, kernel_size, stride, padding, has_bias=bias)
     return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad", padding=padding,
                      group=groups, has_bias=bias)
 
@@ -112,15 +119,20 @@ class DFCAttention(nn.SequentialCell):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=1, stride=1):
-        # pad_mode "same" pads the (1, 5) / (5, 1) kernels (0, 2) / (2, 0) like the reference; explicit padding
-        # of a non-square kernel is exported to ONNX with its pads in the wrong order.
         super().__init__([
             conv2d(in_channels, out_channels, kernel_size, stride), batch_norm(out_channels),
-            nn.Conv2d(out_channels, out_channels, (1, 5), pad_mode="same", group=out_channels),
-            batch_norm(out_channels),
-            nn.Conv2d(out_channels, out_channels, (5, 1), pad_mode="same", group=out_channels),
-            batch_norm(out_channels),
+            self._depthwise(out_channels, (1, 5)), batch_norm(out_channels),
+            self._depthwise(out_channels, (5, 1)), batch_norm(out_channels),
         ])
+
+    @staticmethod
+    def _depthwise(channels, kernel_size):
+        """Pads (1, 5) / (5, 1) kernels (0, 2) / (2, 0) like the reference. Without the custom kernels (export),
+        pad_mode "same": explicit padding of a non-square kernel is exported to ONNX with its pads in the wrong
+        order."""
+        if kernels_usable():
+            return conv2d(channels, channels, kernel_size, groups=channels)
+        return nn.Conv2d(channels, channels, kernel_size, pad_mode="same", group=channels)
 
     def construct(self, x, out):
         """`out` gated by the attention computed from `x`."""

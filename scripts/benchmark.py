@@ -1,0 +1,225 @@
+"""CPU speed of GhostNet on MindSpore next to PyTorch (timm, eager) and ONNX Runtime, measured in one run.
+
+    python scripts/benchmark.py                                   # ghostnet_100, every workload, every runtime
+    python scripts/benchmark.py --workloads train_32 --repeats 10 --no-reference
+    python scripts/benchmark.py --kernels both                    # MindSpore with and without src/kernels
+
+Workloads: `infer_224` (batch 1, 3 x 224 x 224, 1000 classes: latency, graph mode and the exported MINDIR through
+nn.GraphCell), `train_224` (batch 32, 3 x 224 x 224, 1000 classes: training images/s) and `train_32` (batch 128,
+1 x 32 x 32, 10 classes: the Fashion-MNIST main job's setting). A training step is forward, label-smoothed
+cross-entropy, backward and an SGD-momentum update, on a fixed batch (no data pipeline).
+
+Every (runtime, workload) runs in a fresh process: timings are medians over `--repeats` runs after `--warmup`
+untimed ones (the first MindSpore call, which compiles the graph, is reported as compile time); peak memory is
+the process's resident high-water mark (framework included). The PyTorch / ONNX Runtime half runs under the
+reference environment (.venv-torch, `WITH_TORCH=1 bash scripts/setup.sh`; or TORCH_PYTHON) when there is one.
+Ratios are MindSpore over the reference: for latency below 1 means MindSpore is faster, for images/s above 1.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKLOADS = {
+    "infer_224": dict(batch=1, channels=3, size=224, classes=1000, train=False),
+    "train_224": dict(batch=32, channels=3, size=224, classes=1000, train=True),
+    "train_32": dict(batch=128, channels=1, size=32, classes=10, train=True),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model", default="ghostnet_100", help="registered here and in timm")
+    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--kernels", choices=("on", "off", "both"), default="on",
+                        help="MindSpore with the custom CPU kernels of src/kernels, without, or both")
+    parser.add_argument("--no-reference", action="store_true", help="skip PyTorch and ONNX Runtime")
+    parser.add_argument("--json", help="also write the measurements to this file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one MindSpore measurement
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------- MindSpore worker (one measurement per process)
+
+def _median_seconds(fn, repeats, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_rss_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def mindspore_worker(spec):
+    sys.path.insert(0, REPO)
+    import numpy as np
+    import src  # noqa: F401  (before mindspore: CPU kernel selection)
+    import mindspore as ms
+    from src.config import Config
+    from src.deploy import prepare_for_inference
+    from src.engine.loss import SoftTargetCrossEntropy
+    from src.engine.lr_schedule import build_lr_schedule
+    from src.engine.optim import create_optimizer
+    from src.engine.train_step import TrainStep
+    from src.kernels import custom_kernels, kernels_usable
+    from src.models import create_model
+
+    work = WORKLOADS[spec["workload"]]
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(0)
+    rng = np.random.default_rng(0)
+    x = ms.Tensor(rng.standard_normal((work["batch"], work["channels"], work["size"], work["size"]))
+                  .astype(np.float32))
+    with custom_kernels(spec["kernels"] == "on"):
+        net = create_model(spec["model"], num_classes=work["classes"], in_channels=work["channels"])
+        result = {"custom_kernels": kernels_usable(), "version": ms.__version__}
+    if work["train"]:
+        labels = np.eye(work["classes"], dtype=np.float32)[rng.integers(0, work["classes"], work["batch"])]
+        cfg = Config(optimizer="sgd", momentum=0.9, lr=0.01, epochs=1, warmup_epochs=0)
+        optimizer = create_optimizer(cfg, net.trainable_params(), build_lr_schedule(cfg, 1000))
+        step = TrainStep(net, SoftTargetCrossEntropy(0.1), optimizer)
+        step.set_train(True)
+        labels = ms.Tensor(labels)
+
+        def run():
+            step(x, labels)[0].asnumpy()
+        start = time.perf_counter()
+        run()
+        result["compile_s"] = time.perf_counter() - start
+        seconds = _median_seconds(run, spec["repeats"], spec["warmup"])
+        result.update(images_per_s=work["batch"] / seconds, step_ms=seconds * 1e3)
+    elif spec["runtime"] == "mindspore":
+        net.set_train(False)
+        start = time.perf_counter()
+        net(x).asnumpy()
+        result["compile_s"] = time.perf_counter() - start
+        result["latency_ms"] = _median_seconds(lambda: net(x).asnumpy(), spec["repeats"], spec["warmup"]) * 1e3
+    else:  # the deployable form: BN folded, exported to MINDIR (always plain convs), loaded back as a GraphCell
+        with custom_kernels(False), tempfile.TemporaryDirectory() as tmp:
+            net = create_model(spec["model"], num_classes=work["classes"], in_channels=work["channels"])
+            prepare_for_inference(net, x)
+            ms.export(net, x, file_name=os.path.join(tmp, "model"), file_format="MINDIR")
+            graph = ms.nn.GraphCell(ms.load(os.path.join(tmp, "model.mindir")))
+        start = time.perf_counter()
+        graph(x).asnumpy()
+        result["compile_s"] = time.perf_counter() - start
+        result["latency_ms"] = _median_seconds(lambda: graph(x).asnumpy(), spec["repeats"], spec["warmup"]) * 1e3
+    result["peak_rss_mib"] = _peak_rss_mib()
+    return result
+
+
+# ---------------------------------------------------------------- driver
+
+def _torch_python():
+    path = os.environ.get("TORCH_PYTHON") or os.path.join(REPO, ".venv-torch", "bin", "python")
+    return path if os.access(path, os.X_OK) else None
+
+
+def _run(command, env=None):
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+    return json.loads(lines[-1])
+
+
+def measure(args):
+    """[(runtime label, workload, result dict)] for every requested pair, each from a fresh process."""
+    torch_python = None if args.no_reference else _torch_python()
+    torch_env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(REPO), "shared", "tools"))
+    rows = []
+    for workload in args.workloads:
+        work = WORKLOADS[workload]
+        runtimes = []
+        for kernels in (("on", "off") if args.kernels == "both" else (args.kernels,)):
+            label = "MindSpore" + ("" if args.kernels != "both" else
+                                   " (custom kernels)" if kernels == "on" else " (oneDNN only)")
+            runtimes.append((label, "mindspore", kernels))
+        if not work["train"]:
+            runtimes.append(("MindSpore MINDIR", "mindir", "off"))
+        if torch_python:
+            runtimes.append(("PyTorch eager", "pytorch", None))
+            if not work["train"]:
+                runtimes.append(("ONNX Runtime", "onnxruntime", None))
+        for label, runtime, kernels in runtimes:
+            if runtime in ("pytorch", "onnxruntime"):
+                command = [torch_python, os.path.join(REPO, "scripts", "benchmark_torch.py"), "--runtime", runtime,
+                           "--workload", json.dumps(work), "--model", args.model, "--repeats", str(args.repeats),
+                           "--warmup", str(args.warmup)]
+                result = _run(command, torch_env)
+            else:
+                spec = dict(runtime=runtime, workload=workload, model=args.model, kernels=kernels,
+                            repeats=args.repeats, warmup=args.warmup)
+                result = _run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)])
+            print(f"  {workload:10s} {label:28s} {json.dumps(result)}", file=sys.stderr, flush=True)
+            rows.append((label, workload, result))
+    return rows
+
+
+def _machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+
+
+def table(rows, model):
+    """Markdown: one line per (workload, runtime), with the ratio to PyTorch eager and to ONNX Runtime."""
+    reference = {(w, label): r for label, w, r in rows}
+    lines = [f"| workload ({model}) | runtime | latency ms / train img/s | vs PyTorch | vs ONNX Runtime "
+             f"| compile s | peak RSS MiB |", "|---|---|---|---|---|---|---|"]
+    for label, workload, result in rows:
+        if "error" in result:
+            lines.append(f"| {workload} | {label} | failed: {result['error']} | | | | |")
+            continue
+        train = WORKLOADS[workload]["train"]
+        value = result["images_per_s"] if train else result["latency_ms"]
+        cells = []
+        for ref_label in ("PyTorch eager", "ONNX Runtime"):
+            ref = reference.get((workload, ref_label))
+            if ref is None or "error" in ref or ref_label == label:
+                cells.append("")
+                continue
+            ref_value = ref["images_per_s"] if train else ref["latency_ms"]
+            cells.append(f"{value / ref_value:.2f}x")
+        compile_s = f"{result['compile_s']:.1f}" if "compile_s" in result else ""
+        lines.append(f"| {workload} | {label} | {value:.1f} {'img/s' if train else 'ms'} | {cells[0]} | "
+                     f"{cells[1]} | {compile_s} | {result['peak_rss_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(mindspore_worker(json.loads(args.worker))))
+        return
+    print(f"machine: {_machine()}; every runtime uses all {os.cpu_count()} cores; medians of {args.repeats} runs "
+          f"after {args.warmup} warm-up", flush=True)
+    rows = measure(args)
+    print(table(rows, args.model))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump([{"runtime": label, "workload": w, **r} for label, w, r in rows], f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

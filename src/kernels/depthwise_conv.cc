@@ -1,0 +1,231 @@
+// Depthwise 2-D convolution (NCHW, float32, no bias) for MindSpore's CPU backend, as AOT custom operators.
+//
+// Why: MindSpore 2.10 hands oneDNN NCHW tensors, and oneDNN then runs depthwise convs through a gemm per group,
+// which made depthwise forward + backward ~80% of a GhostNet training step on CPU. GhostNet's depthwise planes
+// are small (2x2 to 16x16 at 32 px inputs), so vectorising along a row wastes most of a SIMD register; here the
+// vector lanes are instead LANES consecutive channels of one image: a block of planes is packed into a
+// zero-padded [rows][cols][LANES] buffer, every kernel tap is then one branch-free multiply-add of LANES values,
+// and the result is unpacked into NCHW. The geometry is fixed at compile time (one library per geometry, built by
+// depthwise.py) so the tap loops unroll.
+//
+// Geometry macros: DW_KH, DW_KW (kernel), DW_SH, DW_SW (stride), DW_PH, DW_PW (zero padding, both sides),
+// DW_NAME(fn) (unique exported names per geometry).
+//
+// Entry points follow MindSpore's AOT signature:
+//   int fn(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra)
+// with inputs first, then outputs. All three take (x, w, [dy]) so that every output shape is an input's.
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr int KH = DW_KH, KW = DW_KW, SH = DW_SH, SW = DW_SW, PH = DW_PH, PW = DW_PW;
+constexpr int TAPS = KH * KW;
+constexpr int LANES = 16;
+
+struct Geometry {
+  int64_t n, c, h, w, oh, ow, hp, wp;
+  Geometry(const int64_t *x_shape, const int64_t *y_shape)
+      : n(x_shape[0]), c(x_shape[1]), h(x_shape[2]), w(x_shape[3]), oh(y_shape[2]), ow(y_shape[3]),
+        hp(x_shape[2] + 2 * PH), wp(x_shape[3] + 2 * PW) {}
+  int64_t in_plane() const { return h * w; }
+  int64_t out_plane() const { return oh * ow; }
+  int64_t blocks_per_image() const { return (c + LANES - 1) / LANES; }
+};
+
+// Threads for one call: the CPUs this process may use, or $GHOSTNET_KERNEL_THREADS. No OpenMP: an OpenMP team
+// spin-waits between calls and fights MindSpore's own thread pool for the cores.
+int thread_count() {
+  static const int count = [] {
+    if (const char *env = std::getenv("GHOSTNET_KERNEL_THREADS")) return std::max(1, std::atoi(env));
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof(set), &set) == 0 ? std::max(1, CPU_COUNT(&set)) : 1;
+  }();
+  return count;
+}
+
+// body(first, last) over [0, tasks) in contiguous chunks, one per thread; serial when the call is too small
+// for a thread start (~20 us) to pay off.
+template <typename Body>
+void parallel_for(int64_t tasks, int64_t work, const Body &body) {
+  const int threads = static_cast<int>(std::min<int64_t>(thread_count(), tasks));
+  if (threads <= 1 || work < (1 << 16)) {
+    body(0, tasks);
+    return;
+  }
+  std::vector<std::thread> helpers;
+  const int64_t chunk = (tasks + threads - 1) / threads;
+  for (int t = 1; t < threads; ++t)
+    helpers.emplace_back(body, std::min(tasks, t * chunk), std::min(tasks, (t + 1) * chunk));
+  body(0, std::min(tasks, chunk));
+  for (auto &helper : helpers) helper.join();
+}
+
+float *scratch(std::vector<float> &buffer, size_t size) {
+  if (buffer.size() < size) buffer.resize(size);
+  return buffer.data();
+}
+
+// `lanes` planes of rows x cols starting at `src` -> [padded_rows][padded_cols][LANES], zero outside the planes,
+// plane element (r, c) at (r + top, c + left).
+void pack_planes(const float *src, int lanes, int64_t rows, int64_t cols, int64_t top, int64_t left,
+                 int64_t padded_rows, int64_t padded_cols, float *buf) {
+  std::memset(buf, 0, sizeof(float) * padded_rows * padded_cols * LANES);
+  for (int l = 0; l < lanes; ++l) {
+    const float *plane = src + l * rows * cols;
+    for (int64_t r = 0; r < rows; ++r) {
+      float *row = buf + ((r + top) * padded_cols + left) * LANES + l;
+      for (int64_t c = 0; c < cols; ++c) row[c * LANES] = plane[r * cols + c];
+    }
+  }
+}
+
+void pack_input(const float *src, int lanes, const Geometry &g, float *buf) {
+  pack_planes(src, lanes, g.h, g.w, PH, PW, g.hp, g.wp, buf);
+}
+
+// Per-lane kernel taps [TAPS][LANES] of channels c0 .. c0 + lanes - 1 (unused lanes zero).
+void pack_taps(const float *w, int64_t c0, int lanes, float *taps) {
+  std::memset(taps, 0, sizeof(float) * TAPS * LANES);
+  for (int l = 0; l < lanes; ++l)
+    for (int t = 0; t < TAPS; ++t) taps[t * LANES + l] = w[(c0 + l) * TAPS + t];
+}
+
+void forward_block(const float *x, const float *w, float *y, int64_t image, int64_t c0, const Geometry &g) {
+  thread_local std::vector<float> in_buffer;
+  float *buf = scratch(in_buffer, g.hp * g.wp * LANES);
+  alignas(64) float taps[TAPS * LANES];
+  const int lanes = static_cast<int>(std::min<int64_t>(LANES, g.c - c0));
+  pack_input(x + (image * g.c + c0) * g.in_plane(), lanes, g, buf);
+  pack_taps(w, c0, lanes, taps);
+  float *out = y + (image * g.c + c0) * g.out_plane();
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      alignas(64) float acc[LANES] = {};
+      for (int ky = 0; ky < KH; ++ky)
+        for (int kx = 0; kx < KW; ++kx) {
+          const float *in = buf + ((oy * SH + ky) * g.wp + ox * SW + kx) * LANES;
+          const float *tap = taps + (ky * KW + kx) * LANES;
+          for (int l = 0; l < LANES; ++l) acc[l] += tap[l] * in[l];
+        }
+      for (int l = 0; l < lanes; ++l) out[l * g.out_plane() + oy * g.ow + ox] = acc[l];
+    }
+  }
+}
+
+// dx(iy, ix) = sum over taps (ky, kx) with (iy + PH - ky, ix + PW - kx) = (SH * oy, SW * ox) of w * dy(oy, ox),
+// gathered per input pixel (a scatter from dy would read back its own stores and stall). dy is packed with a
+// border of KH rows and KW columns of zeros so that out-of-range (oy, ox) need no test.
+void input_grad_block(const float *w, const float *dy, float *dx, int64_t image, int64_t c0, const Geometry &g) {
+  thread_local std::vector<float> grad_buffer;
+  const int64_t rows = g.oh + 2 * KH, cols = g.ow + 2 * KW;
+  float *grad = scratch(grad_buffer, rows * cols * LANES);
+  alignas(64) float taps[TAPS * LANES];
+  const int lanes = static_cast<int>(std::min<int64_t>(LANES, g.c - c0));
+  pack_planes(dy + (image * g.c + c0) * g.out_plane(), lanes, g.oh, g.ow, KH, KW, rows, cols, grad);
+  pack_taps(w, c0, lanes, taps);
+  float *out = dx + (image * g.c + c0) * g.in_plane();
+  for (int64_t iy = 0; iy < g.h; ++iy)
+    for (int64_t ix = 0; ix < g.w; ++ix) {
+      alignas(64) float acc[LANES] = {};
+      for (int ky = 0; ky < KH; ++ky) {
+        const int64_t ty = iy + PH - ky;
+        if (ty % SH != 0) continue;
+        const float *row = grad + (ty / SH + KH) * cols * LANES;
+        for (int kx = 0; kx < KW; ++kx) {
+          const int64_t tx = ix + PW - kx;
+          if (tx % SW != 0) continue;
+          const float *d = row + (tx / SW + KW) * LANES;
+          const float *tap = taps + (ky * KW + kx) * LANES;
+          for (int l = 0; l < LANES; ++l) acc[l] += tap[l] * d[l];
+        }
+      }
+      for (int l = 0; l < lanes; ++l) out[l * g.in_plane() + iy * g.w + ix] = acc[l];
+    }
+}
+
+// Kernel gradient of channels c0 .. c0 + LANES - 1, summed over the batch.
+void weight_grad_block(const float *x, const float *dy, float *dw, int64_t c0, const Geometry &g) {
+  thread_local std::vector<float> in_buffer, grad_buffer;
+  float *buf = scratch(in_buffer, g.hp * g.wp * LANES);
+  float *grad = scratch(grad_buffer, g.out_plane() * LANES);
+  alignas(64) float acc[TAPS * LANES] = {};
+  const int lanes = static_cast<int>(std::min<int64_t>(LANES, g.c - c0));
+  for (int64_t image = 0; image < g.n; ++image) {
+    pack_input(x + (image * g.c + c0) * g.in_plane(), lanes, g, buf);
+    pack_planes(dy + (image * g.c + c0) * g.out_plane(), lanes, g.oh, g.ow, 0, 0, g.oh, g.ow, grad);
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const float *d = grad + (oy * g.ow + ox) * LANES;
+        for (int ky = 0; ky < KH; ++ky)
+          for (int kx = 0; kx < KW; ++kx) {
+            const float *in = buf + ((oy * SH + ky) * g.wp + ox * SW + kx) * LANES;
+            float *__restrict__ a = acc + (ky * KW + kx) * LANES;
+#pragma GCC ivdep
+            for (int l = 0; l < LANES; ++l) a[l] += d[l] * in[l];
+          }
+      }
+  }
+  for (int l = 0; l < lanes; ++l)
+    for (int t = 0; t < TAPS; ++t) dw[(c0 + l) * TAPS + t] = acc[t * LANES + l];
+}
+
+// The kernels are float32 only; DepthwiseConv2d keeps mixed precision away from them, this is the last guard.
+bool all_float32(int nparam, const char **dtypes) {
+  for (int i = 0; i < nparam; ++i)
+    if (std::strcmp(dtypes[i], "float32") != 0) return false;
+  return true;
+}
+
+}  // namespace
+
+extern "C" {
+
+// params: x (N,C,H,W), w (C,1,KH,KW) -> y (N,C,OH,OW)
+int DW_NAME(forward)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
+  if (!all_float32(nparam, dtypes)) return 1;
+  const auto *x = static_cast<const float *>(params[0]);
+  const auto *w = static_cast<const float *>(params[1]);
+  auto *y = static_cast<float *>(params[2]);
+  const Geometry g(shapes[0], shapes[2]);
+  parallel_for(g.n * g.blocks_per_image(), g.n * g.c * g.out_plane() * TAPS, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b)
+      forward_block(x, w, y, b / g.blocks_per_image(), b % g.blocks_per_image() * LANES, g);
+  });
+  return 0;
+}
+
+// params: x (only its shape is read), w, dy (N,C,OH,OW) -> dx (N,C,H,W)
+int DW_NAME(input_grad)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
+  if (!all_float32(nparam, dtypes)) return 1;
+  const auto *w = static_cast<const float *>(params[1]);
+  const auto *dy = static_cast<const float *>(params[2]);
+  auto *dx = static_cast<float *>(params[3]);
+  const Geometry g(shapes[0], shapes[2]);
+  parallel_for(g.n * g.blocks_per_image(), g.n * g.c * g.in_plane() * TAPS, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b)
+      input_grad_block(w, dy, dx, b / g.blocks_per_image(), b % g.blocks_per_image() * LANES, g);
+  });
+  return 0;
+}
+
+// params: x, w (only its shape is read), dy -> dw (C,1,KH,KW)
+int DW_NAME(weight_grad)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
+  if (!all_float32(nparam, dtypes)) return 1;
+  const auto *x = static_cast<const float *>(params[0]);
+  const auto *dy = static_cast<const float *>(params[2]);
+  auto *dw = static_cast<float *>(params[3]);
+  const Geometry g(shapes[0], shapes[2]);
+  parallel_for(g.blocks_per_image(), g.n * g.c * g.out_plane() * TAPS, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) weight_grad_block(x, dy, dw, b * LANES, g);
+  });
+  return 0;
+}
+
+}  // extern "C"

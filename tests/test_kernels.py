@@ -1,0 +1,94 @@
+"""The custom CPU depthwise kernels (src/kernels) against MindSpore's own convolution, and how models use them."""
+import numpy as np
+import pytest
+
+import src  # noqa: F401
+import mindspore as ms
+import mindspore.nn as nn
+
+from src.kernels import DepthwiseConv2d, custom_kernels, kernels_usable
+from src.kernels import depthwise
+from src.models import create_model
+from src.models.layers import conv2d
+
+pytestmark = pytest.mark.skipif(not kernels_usable(), reason="custom kernels need the CPU target and a C++ compiler")
+
+GEOMETRIES = [  # (kernel, stride, padding, channels, input H x W): odd sizes, channel counts around the 16 lanes
+    (3, 1, 1, 6, (9, 10)),
+    (3, 2, 1, 20, (9, 10)),
+    (5, 2, 2, 17, (10, 7)),
+    (5, 1, 2, 16, (2, 3)),
+    ((1, 5), 1, (0, 0, 2, 2), 8, (7, 6)),
+    ((5, 1), 1, (2, 2, 0, 0), 8, (7, 6)),
+    (1, 1, 0, 33, (5, 5)),
+    (3, 1, 1, 4, (1, 1)),
+]
+
+
+def _forward_and_grads(net, x, upstream, graph):
+    def loss(inputs):
+        return (net(inputs) * upstream).sum()
+    grad_fn = ms.value_and_grad(loss, 0, net.trainable_params())
+    if graph:
+        grad_fn = ms.jit(grad_fn)
+    _, (grad_x, grad_params) = grad_fn(x)
+    return [net(x).asnumpy(), grad_x.asnumpy()] + [g.asnumpy() for g in grad_params]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+@pytest.mark.parametrize("bias", [False, True], ids=["", "bias"])
+def test_depthwise_kernels_match_mindspore_conv_forward_and_backward(graph, bias):
+    rng = np.random.default_rng(0)
+    for kernel, stride, padding, channels, (height, width) in GEOMETRIES:
+        ours = DepthwiseConv2d(channels, kernel, stride, padding, has_bias=bias)
+        assert ours.custom is not None
+        reference = nn.Conv2d(channels, channels, kernel, stride=stride, pad_mode="pad", padding=padding,
+                              group=channels, has_bias=bias)
+        reference.weight.set_data(ours.weight.data.copy())
+        if bias:
+            ours.bias.set_data(ms.Tensor(rng.standard_normal(channels).astype(np.float32)))
+            reference.bias.set_data(ours.bias.data.copy())
+        x = ms.Tensor(rng.standard_normal((3, channels, height, width)).astype(np.float32))
+        upstream = ms.Tensor(rng.standard_normal(reference(x).shape).astype(np.float32))
+        got = _forward_and_grads(ours, x, upstream, graph)
+        want = _forward_and_grads(reference, x, upstream, graph)
+        for name, a, b in zip(["output", "input grad", "weight grad", "bias grad"], got, want):
+            assert a.shape == b.shape, (kernel, stride, name)
+            scale = max(1.0, float(np.abs(b).max()))
+            assert np.abs(a - b).max() <= 1e-5 * scale, (kernel, stride, channels, name, np.abs(a - b).max())
+
+
+@pytest.mark.parametrize("amp_level", ["O2", "O3"])
+def test_depthwise_kernels_run_under_mixed_precision(amp_level):
+    conv = DepthwiseConv2d(8, 3, 1, 1, has_bias=True)
+    x = ms.Tensor(np.random.default_rng(2).standard_normal((2, 8, 6, 6)).astype(np.float32))
+    want = conv(x).asnumpy()
+    got = ms.amp.auto_mixed_precision(nn.SequentialCell([conv]), amp_level)(x)
+    assert np.abs(got.asnumpy().astype(np.float32) - want).max() < 1e-2
+
+
+def test_models_use_the_kernels_for_depthwise_convs_only_and_keep_checkpoint_keys():
+    net = create_model("ghostnetv2_100", num_classes=10, in_channels=1, small_input=True)
+    with custom_kernels(False):
+        plain = create_model("ghostnetv2_100", num_classes=10, in_channels=1, small_input=True)
+    convs = {name: cell for name, cell in net.cells_and_names() if isinstance(cell, nn.Conv2d)}
+    depthwise_names = {name for name, cell in convs.items() if isinstance(cell, DepthwiseConv2d)}
+    assert depthwise_names == {name for name, cell in convs.items() if cell.group == cell.in_channels > 1}
+    assert any(name.endswith("short_conv.2") for name in depthwise_names)  # DFC attention's (1, 5) conv
+    assert not any(isinstance(cell, DepthwiseConv2d) for _, cell in plain.cells_and_names())
+    assert [(p.name, p.shape) for p in net.get_parameters()] == [(p.name, p.shape) for p in plain.get_parameters()]
+
+    ms.load_param_into_net(plain, {p.name: p for p in net.get_parameters()}, strict_load=True)
+    net.set_train(False)
+    plain.set_train(False)
+    x = ms.Tensor(np.random.default_rng(1).standard_normal((2, 1, 32, 32)).astype(np.float32))
+    assert np.abs(net(x).asnumpy() - plain(x).asnumpy()).max() < 1e-5
+
+
+def test_a_missing_compiler_falls_back_to_mindspore_conv_with_a_warning(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    monkeypatch.setattr(depthwise, "_CACHE_DIR", str(tmp_path))  # nothing cached: the build must run
+    monkeypatch.setitem(depthwise._state, "broken", None)
+    with pytest.warns(UserWarning, match="custom depthwise kernels unavailable.*no C\\+\\+ compiler"):
+        conv = conv2d(8, 8, 3, groups=8)
+    assert type(conv) is nn.Conv2d
