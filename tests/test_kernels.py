@@ -1,4 +1,4 @@
-"""The custom CPU depthwise kernels (src/kernels) against MindSpore's own convolution, and how models use them."""
+"""The custom CPU kernels (src/kernels) against MindSpore's own depthwise conv and BatchNorm, and how models use them."""
 import numpy as np
 import pytest
 
@@ -6,10 +6,10 @@ import src  # noqa: F401
 import mindspore as ms
 import mindspore.nn as nn
 
-from src.kernels import DepthwiseConv2d, custom_kernels, kernels_usable
-from src.kernels import depthwise
+from src.kernels import BatchNorm2d, DepthwiseConv2d, custom_kernels, kernels_usable
+from src.kernels import build
 from src.models import create_model
-from src.models.layers import conv2d
+from src.models.layers import batch_norm, conv2d
 
 pytestmark = pytest.mark.skipif(not kernels_usable(), reason="custom kernels need the CPU target and a C++ compiler")
 
@@ -67,15 +67,16 @@ def test_depthwise_kernels_run_under_mixed_precision(amp_level):
     assert np.abs(got.asnumpy().astype(np.float32) - want).max() < 1e-2
 
 
-def test_models_use_the_kernels_for_depthwise_convs_only_and_keep_checkpoint_keys():
+def test_models_use_the_kernels_for_depthwise_convs_and_batch_norm_and_keep_checkpoint_keys():
     net = create_model("ghostnetv2_100", num_classes=10, in_channels=1, small_input=True)
     with custom_kernels(False):
         plain = create_model("ghostnetv2_100", num_classes=10, in_channels=1, small_input=True)
+    assert all(isinstance(cell, BatchNorm2d) for _, cell in net.cells_and_names() if isinstance(cell, nn.BatchNorm2d))
     convs = {name: cell for name, cell in net.cells_and_names() if isinstance(cell, nn.Conv2d)}
     depthwise_names = {name for name, cell in convs.items() if isinstance(cell, DepthwiseConv2d)}
     assert depthwise_names == {name for name, cell in convs.items() if cell.group == cell.in_channels > 1}
     assert any(name.endswith("short_conv.2") for name in depthwise_names)  # DFC attention's (1, 5) conv
-    assert not any(isinstance(cell, DepthwiseConv2d) for _, cell in plain.cells_and_names())
+    assert not any(isinstance(cell, (DepthwiseConv2d, BatchNorm2d)) for _, cell in plain.cells_and_names())
     assert [(p.name, p.shape) for p in net.get_parameters()] == [(p.name, p.shape) for p in plain.get_parameters()]
 
     ms.load_param_into_net(plain, {p.name: p for p in net.get_parameters()}, strict_load=True)
@@ -85,10 +86,36 @@ def test_models_use_the_kernels_for_depthwise_convs_only_and_keep_checkpoint_key
     assert np.abs(net(x).asnumpy() - plain(x).asnumpy()).max() < 1e-5
 
 
-def test_a_missing_compiler_falls_back_to_mindspore_conv_with_a_warning(monkeypatch, tmp_path):
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+def test_batch_norm_kernels_match_mindspore_batch_norm(graph):
+    """Training mode: output, gradients and the moving statistics' update; then eval mode (MindSpore's own op)."""
+    rng = np.random.default_rng(3)
+    for shape in [(4, 6, 5, 7), (16, 20, 8, 8), (3, 17, 1, 1)]:
+        ours, reference = BatchNorm2d(shape[1]), nn.BatchNorm2d(shape[1], eps=1e-5, momentum=0.9)
+        assert ours.custom is not None
+        for name in ("gamma", "beta", "moving_mean"):
+            value = ms.Tensor(rng.standard_normal(shape[1]).astype(np.float32))
+            getattr(ours, name).set_data(value)
+            getattr(reference, name).set_data(value.copy())
+        x = ms.Tensor((rng.standard_normal(shape) * 3 + 2).astype(np.float32))
+        upstream = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
+        results = []
+        for net in (ours, reference):
+            net.set_train(True)
+            values = _forward_and_grads(net, x, upstream, graph)  # two training passes: stats updated twice
+            net.set_train(False)
+            results.append(values + [net.moving_mean.asnumpy(), net.moving_variance.asnumpy(), net(x).asnumpy()])
+        names = ["output", "input grad", "gamma grad", "beta grad", "moving mean", "moving variance", "eval output"]
+        for name, a, b in zip(names, *results):
+            scale = max(1.0, float(np.abs(b).max()))
+            assert np.abs(a - b).max() <= 2e-6 * scale, (shape, name, np.abs(a - b).max())
+
+
+def test_a_missing_compiler_falls_back_to_mindspore_ops_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "no-such-compiler")
-    monkeypatch.setattr(depthwise, "_CACHE_DIR", str(tmp_path))  # nothing cached: the build must run
-    monkeypatch.setitem(depthwise._state, "broken", None)
-    with pytest.warns(UserWarning, match="custom depthwise kernels unavailable.*no C\\+\\+ compiler"):
+    monkeypatch.setattr(build, "_CACHE_DIR", str(tmp_path))  # nothing cached: the build must run
+    monkeypatch.setitem(build._state, "broken", None)
+    with pytest.warns(UserWarning, match="custom CPU kernels unavailable.*no C\\+\\+ compiler"):
         conv = conv2d(8, 8, 3, groups=8)
     assert type(conv) is nn.Conv2d
+    assert type(batch_norm(8)) is nn.BatchNorm2d

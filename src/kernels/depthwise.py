@@ -4,90 +4,16 @@
 the AOT custom operators, elsewhere, or when the kernels are switched off (export: a MINDIR must not depend on a
 local shared library) or cannot be built, it is the plain convolution.
 """
-import contextlib
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
-import threading
-import warnings
-
-import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "depthwise_conv.cc")
-_CACHE_DIR = os.environ.get("GHOSTNET_KERNEL_CACHE",
-                            os.path.join(os.path.expanduser("~"), ".cache", "ghostnet_mindspore", "kernels"))
-_lock = threading.Lock()
-_state = {"enabled": os.environ.get("GHOSTNET_CUSTOM_KERNELS", "1") != "0", "broken": None}
-
-
-class KernelBuildError(RuntimeError):
-    """The C++ kernels could not be compiled (no compiler, or a compile error)."""
-
-
-@contextlib.contextmanager
-def custom_kernels(enabled: bool):
-    """Within the block, depthwise convs built from now on use (or not) the custom CPU kernels."""
-    previous = _state["enabled"]
-    _state["enabled"] = enabled
-    try:
-        yield
-    finally:
-        _state["enabled"] = previous
-
-
-def _geometry_name(geometry):
-    return "dw_k{}x{}_s{}x{}_p{}x{}".format(*geometry)
-
-
-def build_library(geometry) -> str:
-    """The shared library for (kh, kw, sh, sw, ph, pw), compiled once and cached (keyed by the source's hash)."""
-    with open(_SOURCE, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    name = _geometry_name(geometry)
-    path = os.path.join(_CACHE_DIR, f"{name}_{digest}.so")
-    with _lock:
-        if os.path.exists(path):
-            return path
-        compiler = shutil.which(os.environ.get("CXX", "g++"))
-        if compiler is None:
-            raise KernelBuildError("no C++ compiler (g++) on PATH")
-        os.makedirs(_CACHE_DIR, exist_ok=True)
-        kh, kw, sh, sw, ph, pw = geometry
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=_CACHE_DIR)
-        os.close(fd)
-        command = [compiler, "-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-pthread",
-                   f"-DDW_KH={kh}", f"-DDW_KW={kw}", f"-DDW_SH={sh}", f"-DDW_SW={sw}", f"-DDW_PH={ph}",
-                   f"-DDW_PW={pw}", f"-DDW_NAME(fn)={name}_##fn", _SOURCE, "-o", tmp]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            os.unlink(tmp)
-            raise KernelBuildError(f"compiling {_SOURCE} failed:\n{result.stderr[-2000:]}")
-        os.replace(tmp, path)  # atomic: concurrent processes never load a half-written library
-        return path
-
-
-def kernels_usable() -> bool:
-    """Whether depthwise convs built now run on the custom kernels (CPU target, enabled, compiler works)."""
-    if not _state["enabled"] or ms.get_context("device_target") != "CPU":
-        return False
-    if _state["broken"] is None:
-        try:
-            build_library((3, 3, 1, 1, 1, 1))
-            _state["broken"] = False
-        except KernelBuildError as err:
-            warnings.warn(f"custom depthwise kernels unavailable, using nn.Conv2d: {err}")
-            _state["broken"] = True
-    return not _state["broken"]
+from src.kernels.build import depthwise_library, depthwise_name, keep_float32, kernels_usable
 
 
 def _depthwise_ops(geometry):
     """(forward, input_grad, weight_grad) Custom ops for one geometry; forward carries its gradient."""
-    library = build_library(geometry)
-    name = _geometry_name(geometry)
+    library = depthwise_library(geometry)
+    name = depthwise_name(geometry)
     kh, kw, sh, sw, ph, pw = geometry
 
     def out_shape(x, _w):
@@ -125,8 +51,5 @@ class DepthwiseConv2d(nn.Conv2d):
         return self.bias_add(y, self.bias) if self.has_bias else y
 
     def add_flags_recursive(self, **flags):
-        """Mixed precision (to_float / AMP levels) marks cells to run in float16; the kernels are float32 only, so
-        this cell stays float32, as AMP keeps BatchNorm (its inputs are cast, its output is float32)."""
-        if self.custom is not None and any(flags.get(key) for key in ("fp16", "bf16")):
-            flags = dict(flags, fp16=False, bf16=False, fp32=True)
-        return super().add_flags_recursive(**flags)
+        """Mixed precision leaves this cell in float32 when it runs the (float32) kernels."""
+        return super().add_flags_recursive(**(keep_float32(flags) if self.custom is not None else flags))

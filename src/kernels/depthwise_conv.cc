@@ -14,14 +14,7 @@
 // Entry points follow MindSpore's AOT signature:
 //   int fn(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra)
 // with inputs first, then outputs. All three take (x, w, [dy]) so that every output shape is an input's.
-#include <sched.h>
-
-#include <algorithm>
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <thread>
-#include <vector>
+#include "parallel.h"
 
 namespace {
 
@@ -39,33 +32,7 @@ struct Geometry {
   int64_t blocks_per_image() const { return (c + LANES - 1) / LANES; }
 };
 
-// Threads for one call: the CPUs this process may use, or $GHOSTNET_KERNEL_THREADS. No OpenMP: an OpenMP team
-// spin-waits between calls and fights MindSpore's own thread pool for the cores.
-int thread_count() {
-  static const int count = [] {
-    if (const char *env = std::getenv("GHOSTNET_KERNEL_THREADS")) return std::max(1, std::atoi(env));
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof(set), &set) == 0 ? std::max(1, CPU_COUNT(&set)) : 1;
-  }();
-  return count;
-}
-
-// body(first, last) over [0, tasks) in contiguous chunks, one per thread; serial when the call is too small
-// for a thread start (~20 us) to pay off.
-template <typename Body>
-void parallel_for(int64_t tasks, int64_t work, const Body &body) {
-  const int threads = static_cast<int>(std::min<int64_t>(thread_count(), tasks));
-  if (threads <= 1 || work < (1 << 16)) {
-    body(0, tasks);
-    return;
-  }
-  std::vector<std::thread> helpers;
-  const int64_t chunk = (tasks + threads - 1) / threads;
-  for (int t = 1; t < threads; ++t)
-    helpers.emplace_back(body, std::min(tasks, t * chunk), std::min(tasks, (t + 1) * chunk));
-  body(0, std::min(tasks, chunk));
-  for (auto &helper : helpers) helper.join();
-}
+using ghost_kernels::parallel_for;
 
 float *scratch(std::vector<float> &buffer, size_t size) {
   if (buffer.size() < size) buffer.resize(size);
@@ -176,20 +143,13 @@ void weight_grad_block(const float *x, const float *dy, float *dw, int64_t c0, c
     for (int t = 0; t < TAPS; ++t) dw[(c0 + l) * TAPS + t] = acc[t * LANES + l];
 }
 
-// The kernels are float32 only; DepthwiseConv2d keeps mixed precision away from them, this is the last guard.
-bool all_float32(int nparam, const char **dtypes) {
-  for (int i = 0; i < nparam; ++i)
-    if (std::strcmp(dtypes[i], "float32") != 0) return false;
-  return true;
-}
-
 }  // namespace
 
 extern "C" {
 
 // params: x (N,C,H,W), w (C,1,KH,KW) -> y (N,C,OH,OW)
 int DW_NAME(forward)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
-  if (!all_float32(nparam, dtypes)) return 1;
+  if (!ghost_kernels::all_float32(nparam, dtypes)) return 1;
   const auto *x = static_cast<const float *>(params[0]);
   const auto *w = static_cast<const float *>(params[1]);
   auto *y = static_cast<float *>(params[2]);
@@ -203,7 +163,7 @@ int DW_NAME(forward)(int nparam, void **params, int *, int64_t **shapes, const c
 
 // params: x (only its shape is read), w, dy (N,C,OH,OW) -> dx (N,C,H,W)
 int DW_NAME(input_grad)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
-  if (!all_float32(nparam, dtypes)) return 1;
+  if (!ghost_kernels::all_float32(nparam, dtypes)) return 1;
   const auto *w = static_cast<const float *>(params[1]);
   const auto *dy = static_cast<const float *>(params[2]);
   auto *dx = static_cast<float *>(params[3]);
@@ -217,7 +177,7 @@ int DW_NAME(input_grad)(int nparam, void **params, int *, int64_t **shapes, cons
 
 // params: x, w (only its shape is read), dy -> dw (C,1,KH,KW)
 int DW_NAME(weight_grad)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
-  if (!all_float32(nparam, dtypes)) return 1;
+  if (!ghost_kernels::all_float32(nparam, dtypes)) return 1;
   const auto *x = static_cast<const float *>(params[0]);
   const auto *dy = static_cast<const float *>(params[2]);
   auto *dw = static_cast<float *>(params[3]);

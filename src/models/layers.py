@@ -8,7 +8,7 @@ import math
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from src.kernels.depthwise import DepthwiseConv2d, kernels_usable
+from src.kernels import BatchNorm2d, DepthwiseConv2d, kernels_usable
 
 
 def make_divisible(value: float, divisor: int = 4, min_value: int = None) -> int:
@@ -65,7 +65,10 @@ def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, bias=Fals
 
 
 def batch_norm(channels):
-    """BatchNorm with PyTorch's defaults (eps 1e-5, running-average momentum 0.1 == MindSpore 0.9)."""
+    """BatchNorm with PyTorch's defaults (eps 1e-5, running-average momentum 0.1 == MindSpore 0.9); in training on
+    CPU it runs the custom kernels when they are usable (src/kernels/batch_norm.py)."""
+    if kernels_usable():
+        return BatchNorm2d(channels, eps=1e-5, momentum=0.9)
     return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.9)
 
 

@@ -1,0 +1,50 @@
+"""Training-mode BatchNorm through the C++ kernels in batch_norm.cc on CPU (see that file for why).
+
+`BatchNorm2d` is an `nn.BatchNorm2d` (same parameters and moving statistics, same checkpoint keys, same update
+rule: unbiased batch variance, moving = (1 - m) * moving + m * batch with MindSpore's m = 1 - momentum). With
+batch statistics on CPU its construct calls the AOT custom operators; in eval mode (moving statistics), on other
+devices, or when the kernels are off or cannot be built, it is MindSpore's own BatchNorm.
+"""
+import mindspore.nn as nn
+import mindspore.ops as ops
+
+from src.kernels.build import build_library, keep_float32, kernels_usable
+
+
+def _batch_norm_op(eps: float):
+    """Custom op (x, gamma, beta) -> (y, batch mean, batch 1/std, unbiased batch variance), with its gradient."""
+    name = "bn_eps" + f"{eps:.0e}".replace("-", "m").replace("+", "p")
+    library = build_library("batch_norm.cc", name, {"BN_EPS": repr(float(eps)), "BN_NAME(fn)": f"{name}_##fn"})
+
+    def stats_like(x, gamma, _beta):
+        return (x, gamma, gamma, gamma)
+
+    backward = ops.Custom(f"{library}:{name}_backward", lambda x, gamma, _m, _s, _dy: (x, gamma, gamma),
+                          lambda x, gamma, _m, _s, _dy: (x, gamma, gamma), func_type="aot")
+
+    def bprop(x, gamma, _beta, out, dout):
+        return backward(x, gamma, out[1], out[2], dout[0])
+
+    return ops.Custom(f"{library}:{name}_forward", stats_like, stats_like, func_type="aot", bprop=bprop)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """`nn.BatchNorm2d(num_features, eps, momentum)` whose batch-statistics pass runs the custom CPU kernels."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.9):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.custom = _batch_norm_op(eps) if kernels_usable() else None
+
+    def construct(self, x):
+        batch_statistics = self.training if self.use_batch_statistics is None else self.use_batch_statistics
+        if self.custom is None or not batch_statistics or x.ndim != 4:
+            return super().construct(x)
+        y, mean, _, variance = self.custom(x, self.gamma, self.beta)
+        mean, variance = ops.stop_gradient(mean), ops.stop_gradient(variance)
+        keep = 1.0 - self.momentum  # self.momentum is MindSpore's op momentum, the weight of the batch
+        y = ops.depend(y, ops.assign(self.moving_mean, self.moving_mean * keep + mean * self.momentum))
+        return ops.depend(y, ops.assign(self.moving_variance, self.moving_variance * keep + variance * self.momentum))
+
+    def add_flags_recursive(self, **flags):
+        """Mixed precision leaves this cell in float32 when it runs the (float32) kernels."""
+        return super().add_flags_recursive(**(keep_float32(flags) if self.custom is not None else flags))

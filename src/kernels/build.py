@@ -1,0 +1,102 @@
+"""Compiling and caching the C++ kernels of this package, and the switch that says whether cells use them.
+
+Each library is built once per (source, macro set) with g++ -O3 -march=native, cached under
+`$GHOSTNET_KERNEL_CACHE` (default ~/.cache/ghostnet_mindspore/kernels) with the sources' hash in its name, so an
+edited kernel is rebuilt and a stale one never loaded.
+"""
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+
+import mindspore as ms
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_HEADERS = ("parallel.h",)
+_CACHE_DIR = os.environ.get("GHOSTNET_KERNEL_CACHE",
+                            os.path.join(os.path.expanduser("~"), ".cache", "ghostnet_mindspore", "kernels"))
+_lock = threading.Lock()
+_state = {"enabled": os.environ.get("GHOSTNET_CUSTOM_KERNELS", "1") != "0", "broken": None}
+
+
+class KernelBuildError(RuntimeError):
+    """The C++ kernels could not be compiled (no compiler, or a compile error)."""
+
+
+@contextlib.contextmanager
+def custom_kernels(enabled: bool):
+    """Within the block, cells built from now on use (or not) the custom CPU kernels."""
+    previous = _state["enabled"]
+    _state["enabled"] = enabled
+    try:
+        yield
+    finally:
+        _state["enabled"] = previous
+
+
+def build_library(source: str, name: str, defines: dict) -> str:
+    """Path of `source` (a file of this package) compiled with `-D` `defines` into lib `name`, built if needed."""
+    digest = hashlib.sha256()
+    for file in (source, *_HEADERS):
+        with open(os.path.join(_HERE, file), "rb") as f:
+            digest.update(f.read())
+    path = os.path.join(_CACHE_DIR, f"{name}_{digest.hexdigest()[:12]}.so")
+    with _lock:
+        if os.path.exists(path):
+            return path
+        compiler = shutil.which(os.environ.get("CXX", "g++"))
+        if compiler is None:
+            raise KernelBuildError("no C++ compiler (g++) on PATH")
+        os.makedirs(_CACHE_DIR, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=_CACHE_DIR)
+        os.close(fd)
+        command = [compiler, "-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-pthread",
+                   *(f"-D{key}={value}" for key, value in defines.items()), os.path.join(_HERE, source), "-o", tmp]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            os.unlink(tmp)
+            raise KernelBuildError(f"compiling {source} failed:\n{result.stderr[-2000:]}")
+        os.replace(tmp, path)  # atomic: concurrent processes never load a half-written library
+        return path
+
+
+def kernels_usable() -> bool:
+    """Whether cells built now run on the custom kernels: CPU target, not switched off, and a test build works
+    (once per process; otherwise a warning, and MindSpore's own ops are used)."""
+    if not _state["enabled"] or ms.get_context("device_target") != "CPU":
+        return False
+    if _state["broken"] is None:
+        try:
+            build_library("depthwise_conv.cc", "dw_k3x3_s1x1_p1x1", _depthwise_defines((3, 3, 1, 1, 1, 1)))
+            _state["broken"] = False
+        except KernelBuildError as err:
+            warnings.warn(f"custom CPU kernels unavailable, using MindSpore's own ops: {err}")
+            _state["broken"] = True
+    return not _state["broken"]
+
+
+def _depthwise_defines(geometry) -> dict:
+    kh, kw, sh, sw, ph, pw = geometry
+    return {"DW_KH": kh, "DW_KW": kw, "DW_SH": sh, "DW_SW": sw, "DW_PH": ph, "DW_PW": pw,
+            "DW_NAME(fn)": f"{depthwise_name(geometry)}_##fn"}
+
+
+def depthwise_name(geometry) -> str:
+    return "dw_k{}x{}_s{}x{}_p{}x{}".format(*geometry)
+
+
+def depthwise_library(geometry) -> str:
+    """The depthwise-conv library for (kh, kw, sh, sw, ph, pw)."""
+    return build_library("depthwise_conv.cc", depthwise_name(geometry), _depthwise_defines(geometry))
+
+
+def keep_float32(cell_flags: dict) -> dict:
+    """Mixed-precision flags (to_float / AMP levels) for a cell whose kernels are float32 only: it stays float32,
+    as AMP keeps BatchNorm (its inputs are cast, its outputs are float32)."""
+    if any(cell_flags.get(key) for key in ("fp16", "bf16")):
+        return dict(cell_flags, fp16=False, bf16=False, fp32=True)
+    return cell_flags
