@@ -5,8 +5,14 @@ Single device (the default main job: GhostNet 1.0x on Fashion-MNIST, CPU):
     python train.py --config configs/ghostnet/ghostnet_100_fashion_mnist.yaml --mode pynative --epochs 1
 Eight devices, data parallel (rank, data shard and gradient averaging come from src/distributed):
     mpirun -n 8 python train.py --config configs/ghostnet/ghostnet_100_imagenet.yaml --data_dir /path/to/imagenet
-Continue an interrupted run where it stopped:   --resume auto   (or --resume PATH/epoch_NNNN.ckpt)
+Continue an interrupted run where it stopped:   --resume auto   (or --resume PATH/epoch_NNNN[_step_SSSS].ckpt)
+Ctrl-C / SIGTERM save the state after the current step, then exit with status 130 / 143 (a Ctrl-C inside a step
+arrives as SIGTERM: 143; a second signal stops at once, checkpoint writes being atomic);
+--ckpt_interval_steps N also saves one every N steps. Exit status 1: an error, or max_nonfinite_steps
+consecutive non-finite losses (nothing written after the last good step).
 Fine-tune from a checkpoint with another head:  --pretrained CKPT
+Knowledge distillation:  --teacher_model NAME --teacher_ckpt CKPT (or --teacher_mindir FILE) [--kd_temperature T]
+                         [--kd_weight ALPHA]; the teacher is never trained nor saved in the checkpoints
 Every key of src/config.py's Config is a flag (--key value), e.g. --device_target GPU --amp_level O2.
 Writes to output_dir: config.yaml (the resolved config), epoch_NNNN.ckpt (resumable), best.ckpt (best validation
 top-1), metrics.json / metrics.csv, loss_curve.png and accuracy_curve.png.
@@ -18,16 +24,17 @@ import src  # noqa: F401  (first: selects the CPU kernels before mindspore loads
 from src.config import ConfigError, save_config
 from src.data import DatasetError, create_dataset
 from src.distributed import init_distributed
-from src.engine.build import build_model, config_from_command_line, setup_context
+from src.engine.build import build_model, config_from_command_line, prepare_output_dir, setup_context
 from src.engine.checkpoint import CheckpointError, TrainingState, load_pretrained
+from src.engine.distill import build_teacher
 from src.engine.ema import ModelEMA
 from src.engine.epoch_data import EpochData
-from src.engine.loss import SoftTargetCrossEntropy
+from src.engine.loss import DistillationLoss, SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optim import create_optimizer
 from src.engine.train_step import (TrainStep, create_loss_scaler, gradient_reducer, loss_scaler_state,
                                    mixed_precision)
-from src.engine.trainer import Trainer
+from src.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 from src.models import model_info
 from src.utils.profile import count_params
 
@@ -38,11 +45,12 @@ def main(argv=None):
     setup_context(cfg)
     dist = init_distributed(cfg.device_target)
     if dist.is_main:
-        os.makedirs(cfg.output_dir, exist_ok=True)
+        prepare_output_dir(cfg.output_dir)
         save_config(cfg, os.path.join(cfg.output_dir, "config.yaml"))
 
     train_data = EpochData(cfg, dist)
-    val_data, val_info = create_dataset(cfg, cfg.val_split, training=False)
+    val_data, val_info = create_dataset(cfg, cfg.val_split, training=False, num_shards=dist.world_size,
+                                        shard_id=dist.rank)  # each rank validates its shard
     info = train_data.info
 
     network = build_model(cfg, info)
@@ -55,9 +63,16 @@ def main(argv=None):
               f"{info.in_channels} channel(s), {cfg.image_size} px | train {info.num_samples} images "
               f"({cfg.train_split}), val {val_info.num_samples} ({cfg.val_split}) | {dist.world_size} device(s), "
               f"{cfg.device_target}, {cfg.mode} mode, AMP {cfg.amp_level}")
+    teacher = build_teacher(cfg, cfg.num_classes or info.num_classes, cfg.in_channels or info.in_channels)
+    if teacher is not None and dist.is_main:
+        print(f"distilling from {teacher.description}: temperature {cfg.kd_temperature:g}, "
+              f"kd_weight (alpha) {cfg.kd_weight:g}")
     network = mixed_precision(network, cfg.amp_level)
 
-    loss_fn = SoftTargetCrossEntropy(cfg.label_smoothing)
+    if teacher is None:
+        loss_fn = SoftTargetCrossEntropy(cfg.label_smoothing)
+    else:
+        loss_fn = DistillationLoss(cfg.label_smoothing, cfg.kd_temperature, cfg.kd_weight)
 
     lr_schedule = build_lr_schedule(cfg, train_data.steps_per_epoch)
     optimizer = create_optimizer(cfg, network.trainable_params(), lr_schedule)
@@ -67,11 +82,14 @@ def main(argv=None):
                            loss_scaler=loss_scaler, grad_reducer=gradient_reducer(dist, optimizer.parameters))
 
     state = TrainingState(network, optimizer, ema, loss_scaler_state(loss_scaler))
-    Trainer(cfg, dist, network, train_step, train_data, val_data, lr_schedule, state, ema).fit()
+    Trainer(cfg, dist, network, train_step, train_data, val_data, lr_schedule, state, ema, teacher=teacher).fit()
 
 
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DatasetError, CheckpointError) as err:
+    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as err:
         sys.exit(f"error: {err}")
+    except TrainingInterrupted as err:  # SIGINT / SIGTERM: the state was saved; exit 130 / 143
+        print(err, file=sys.stderr, flush=True)
+        sys.exit(err.exit_code)

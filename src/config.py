@@ -81,11 +81,22 @@ class Config:
     loss_scale_value: float = 1024.0
     seed: int = 42
 
+    # --- knowledge distillation (train.py; src/engine/distill.py) -------------------------------------
+    # The teacher scores the student's training batches in inference mode; it must predict the same classes.
+    teacher_model: str = ""  # registered model name of the teacher (with teacher_ckpt); small_input as the student's
+    teacher_ckpt: str = ""  # the teacher's weights (every key and shape must fit teacher_model)
+    teacher_mindir: str = ""  # or: an exported teacher (.mindir, or .onnx with onnxruntime) instead of the two above
+    kd_temperature: float = 1.0  # T: both softmaxes are taken of logits / T
+    kd_weight: float = 0.5  # alpha: loss = (1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher || student)
+
     # --- run ---------------------------------------------------------------------------------------
     mode: str = "graph"  # graph | pynative
     device_target: str = "CPU"  # CPU | GPU | Ascend
     output_dir: str = "outputs/run"
     ckpt_interval: int = 1  # save the latest checkpoint every this many epochs
+    ckpt_interval_steps: int = 0  # >0: also save a resumable mid-epoch checkpoint every this many steps
+    max_nonfinite_steps: int = 5  # stop after this many steps in a row with a non-finite loss or gradients (loss-
+    # scale overflows included: only a streak stops the run); such steps change no weight
     keep_checkpoints: int = 3
     log_interval: int = 50  # steps between progress lines
     val_interval: int = 1  # epochs between validations; 0 disables validation during training
@@ -148,17 +159,20 @@ CHOICES = {
     "loss_scale": ("none", "fixed", "dynamic"),
     "mode": ("graph", "pynative"),
     "device_target": ("CPU", "GPU", "Ascend"),
+    "bad_images": ("error", "skip"),
 }
 
 # (keys, rule as the error message says it, check)
 _RANGES = [
-    (("batch_size", "epochs", "ckpt_interval", "keep_checkpoints", "log_interval"), "at least 1", lambda v: v >= 1),
+    (("batch_size", "epochs", "ckpt_interval", "keep_checkpoints", "log_interval", "max_nonfinite_steps"),
+     "at least 1", lambda v: v >= 1),
     (("eval_batch_size",), "at least 1 (or null)", lambda v: v is None or v >= 1),
-    (("lr", "opt_eps", "decay_epochs", "loss_scale_value"), "greater than 0", lambda v: v > 0),
+    (("lr", "opt_eps", "decay_epochs", "loss_scale_value", "kd_temperature"), "greater than 0", lambda v: v > 0),
     (("weight_decay", "warmup_epochs", "warmup_lr", "min_lr", "clip_grad_norm", "val_interval",
-      "max_steps_per_epoch"), "at least 0", lambda v: v >= 0),
+      "max_steps_per_epoch", "ckpt_interval_steps"), "at least 0", lambda v: v >= 0),
     (("momentum", "label_smoothing", "rmsprop_decay", "ema_decay"), "in [0, 1)", lambda v: 0 <= v < 1),
     (("decay_rate",), "in (0, 1]", lambda v: 0 < v <= 1),
+    (("kd_weight",), "in [0, 1]", lambda v: 0 <= v <= 1),
     (("betas",), "two values in [0, 1)", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)),
 ]
 
@@ -177,9 +191,23 @@ def validate_config(cfg: Config):
                 raise ConfigError(f"config key '{key}' must be {rule}, got {value!r}")
     if cfg.min_lr > cfg.lr:
         raise ConfigError(f"config key 'min_lr' ({cfg.min_lr}) must not exceed 'lr' ({cfg.lr})")
+    _validate_teacher(cfg)
     if cfg.nesterov and (cfg.optimizer != "sgd" or cfg.momentum <= 0):
         raise ConfigError(f"config key 'nesterov' needs optimizer sgd with momentum > 0, "
                           f"got optimizer {cfg.optimizer!r} with momentum {cfg.momentum}")
+
+
+def _validate_teacher(cfg: Config):
+    """A teacher is a model with its checkpoint, or an exported file; not both, and no half of one."""
+    if cfg.teacher_mindir and (cfg.teacher_model or cfg.teacher_ckpt):
+        raise ConfigError("config keys 'teacher_mindir' and 'teacher_model' / 'teacher_ckpt' both name a teacher: "
+                          "set either teacher_model with teacher_ckpt, or teacher_mindir")
+    if cfg.teacher_ckpt and not cfg.teacher_model:
+        raise ConfigError(f"config key 'teacher_ckpt' ({cfg.teacher_ckpt}) needs 'teacher_model', the registered "
+                          f"model that checkpoint is for")
+    if cfg.teacher_model and not cfg.teacher_ckpt:
+        raise ConfigError(f"config key 'teacher_model' ({cfg.teacher_model}) needs 'teacher_ckpt': a teacher with "
+                          f"random weights has nothing to teach")
 
 
 def _closest_choice(value, allowed):

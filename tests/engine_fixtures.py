@@ -32,6 +32,28 @@ if "tiny_net" not in list_models():  # this module may be imported under two nam
         return TinyNet(num_classes, in_channels, int(width or 8), drop_rate)
 
 
+class TinyPlainNet(nn.Cell):
+    """TinyNet without BatchNorm and dropout: its step depends only on the batch's mean gradient, so a data-parallel
+    run matches a single-process run with the combined batch (per-device BN statistics would make them differ)."""
+
+    def __init__(self, num_classes=10, in_channels=1, width=8):
+        super().__init__()
+        self.num_classes = num_classes
+        self.conv_stem = nn.Conv2d(in_channels, width, 3, pad_mode="same", has_bias=True)
+        self.conv_head = nn.Conv2d(width, 2 * width, 3, stride=2, pad_mode="same", has_bias=True)
+        self.classifier = nn.Dense(2 * width, num_classes)
+
+    def construct(self, x):
+        x = ops.relu(self.conv_head(ops.relu(self.conv_stem(x))))
+        return self.classifier(x.mean(axis=(2, 3)))
+
+
+if "tiny_plain_net" not in list_models():
+    @register_model("test", input_size=(1, 16, 16))
+    def tiny_plain_net(num_classes=10, in_channels=1, small_input=False, drop_rate=0.0, width=None):
+        return TinyPlainNet(num_classes, in_channels, int(width or 8))
+
+
 def tiny_config(tmp_path, **overrides) -> Config:
     """tiny_net on 96 training / 40 validation 16 px images, 12 steps of 8 per epoch, files under tmp_path."""
     data_dir = make_idx_dataset(str(tmp_path / "idx"), n_train=96, n_test=40, size=16)

@@ -7,7 +7,10 @@
   MS_SCHED_HOST/PORT), which a bare mpirun does not create; `mpi_bootstrap` builds it from the MPI environment.
 """
 import os
+import sys
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,46 @@ def init_distributed(device_target: str) -> DistInfo:
     ms.set_context(device_target=device_target)
     init()
     info = DistInfo(rank=get_rank(), world_size=get_group_size())
+    _end_the_job_on_error(info, under_mpirun)
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=info.world_size)
     return info
+
+
+def _end_the_job_on_error(info: DistInfo, under_mpirun: bool):
+    """An uncaught exception on one rank ends the whole job at once, naming the rank.
+
+    Otherwise the failing rank's interpreter exit waits on its peers, which wait in the next collective, until
+    MindSpore's node heartbeat times out (about 30 s on CPU) and the survivors kill themselves. Under mpirun the
+    hook aborts MPI_COMM_WORLD (mpirun then stops every rank); under msrun it exits at once and the others stop
+    at the heartbeat timeout. A rank killed by a signal is handled by mpirun / msrun themselves.
+    """
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        previous(kind, value, traceback)
+        message = str(value).strip().splitlines()[0] if str(value).strip() else ""
+        sys.stderr.write(f"rank {info.rank} of {info.world_size} failed ({kind.__name__}: {message}); "
+                         f"ending the job\n")
+        sys.stderr.flush()
+        if under_mpirun and "mpi4py.MPI" in sys.modules:
+            sys.modules["mpi4py.MPI"].COMM_WORLD.Abort(1)
+        os._exit(1)
+
+    sys.excepthook = hook
+
+
+def sum_across_ranks(values) -> np.ndarray:
+    """Element-wise float64 sum of a vector over all ranks of the job, bit-identical on every rank.
+
+    Every rank must call it (a collective). The float64 bytes travel as int32 through AllGather, a type that
+    every backend's collectives carry (AllReduce on CPU takes float32 only: too coarse for counts and loss
+    sums), and each rank sums the gathered vectors in rank order.
+    """
+    import mindspore as ms
+    import mindspore.ops as ops
+    from mindspore.communication import get_group_size
+
+    values = np.ascontiguousarray(values, dtype=np.float64).ravel()
+    gathered = ops.AllGather()(ms.Tensor(values.view(np.int32))).asnumpy()
+    return gathered.view(np.float64).reshape(get_group_size(), values.size).sum(axis=0)

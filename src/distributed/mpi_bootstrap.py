@@ -6,13 +6,13 @@ the cluster are not successfully spawned". Here rank 0 picks a free port, starts
 process, and shares the address with the other ranks through MPI; every rank then becomes a worker whose
 MindSpore rank equals its MPI rank.
 """
-import atexit
 import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 _SCHEDULER_CODE = (
     "import mindspore as ms\n"
@@ -46,18 +46,38 @@ def _die_with_parent():
 
 
 def _start_scheduler(env: dict) -> subprocess.Popen:
+    """The scheduler exits by itself once every worker has unregistered, which MindSpore does after Python's
+    atexit handlers: rank 0 must not wait for it at exit (that stalled every run by 30 s and made rank 0's own
+    unregistration fail). If rank 0 dies first, the parent-death signal ends the scheduler."""
     sched_env = {k: v for k, v in env.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
     sched_env["MS_ROLE"] = "MS_SCHED"
-    proc = subprocess.Popen([sys.executable, "-c", _SCHEDULER_CODE], env=sched_env, preexec_fn=_die_with_parent)
-    atexit.register(_stop_scheduler, proc)
-    return proc
+    return subprocess.Popen([sys.executable, "-c", _SCHEDULER_CODE], env=sched_env, preexec_fn=_die_with_parent)
 
 
-def _stop_scheduler(proc: subprocess.Popen, grace_s: float = 30.0):
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
+def _wait_until_listening(proc: subprocess.Popen, host: str, port: int, timeout_s: float = 300.0):
+    """Return once the scheduler accepts connections. A worker whose first registration attempts found no
+    scheduler yet can keep failing to register for minutes (seen with MindSpore 2.10 on CPU), so workers
+    start only after this."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"MindSpore's scheduler process exited with code {proc.returncode} before the "
+                               f"workers could join it")
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"MindSpore's scheduler is not listening on {host}:{port} after "
+                                   f"{timeout_s:.0f} s") from None
+            time.sleep(0.2)
+
+
+def _quiet_barrier(comm):
+    """MPI barrier that sleeps instead of spinning, leaving the cores to the scheduler start-up."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(0.05)
 
 
 def bootstrap_cpu_cluster():
@@ -75,5 +95,10 @@ def bootstrap_cpu_cluster():
     host, port = comm.bcast(address, root=0)
     os.environ.update(MS_WORKER_NUM=str(size), MS_SCHED_HOST=host, MS_SCHED_PORT=str(port))
     if rank == 0:
-        _start_scheduler(dict(os.environ))
+        try:
+            _wait_until_listening(_start_scheduler(dict(os.environ)), host, port)
+        except RuntimeError as err:  # the other ranks wait in the barrier: end them too
+            sys.stderr.write(f"rank 0: {err}\n")
+            comm.Abort(1)
+    _quiet_barrier(comm)
     os.environ.update(MS_ROLE="MS_WORKER", MS_NODE_ID=str(rank))

@@ -5,19 +5,29 @@ One namespace per purpose, so that any reader can take the part it needs from an
 - `ema.<name>`: EMA weights, when the run keeps them (evaluation prefers them: they are what training validated);
 - `state.<...>`: the rest of a training run (optimizer moments and step, loss scale, EMA update count), read
   only by `--resume`; `state.meta.<key>` holds scalars and strings (epoch, best top-1).
-Run directories hold `epoch_NNNN.ckpt` (full training state, the newest `keep_checkpoints` kept) and `best.ckpt`
-(only the weights that scored the best validation top-1).
+Run directories hold `epoch_NNNN.ckpt` (full training state after NNNN epochs, the newest `keep_checkpoints`
+kept), `epoch_NNNN_step_SSSS.ckpt` (full training state SSSS batches into epoch NNNN + 1: periodic step
+checkpoints and the one written on SIGINT/SIGTERM, the newest `keep_checkpoints` kept) and `best.ckpt` (only the
+weights that scored the best validation top-1).
+
+Integrity: every file is written to a temporary name and renamed (a crash leaves the previous file intact), with
+a CRC per entry (checked on reading) and, as its first entry, the number of entries written, so that a file cut
+short is an error naming it rather than a checkpoint that silently lacks its last tensors. Files are read with
+mindspore.load_checkpoint (protobuf), never unpickled.
 """
 import glob
 import os
 import re
 
 import mindspore as ms
+import numpy as np
 
 EMA_PREFIX = "ema."
 STATE_PREFIX = "state."
 META_PREFIX = STATE_PREFIX + "meta."
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.ckpt$")
+_STEP_FILE = re.compile(r"epoch_(\d+)_step_(\d+)\.ckpt$")
+_ENTRIES = "entries"  # meta key of the entry count, written first
 
 
 class CheckpointError(RuntimeError):
@@ -33,10 +43,17 @@ def save_checkpoint(path: str, tensors: dict, meta: dict = None):
     """Write {name: Tensor/Parameter} plus scalar metadata; readers never see a half-written file."""
     directory, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{name}.tmp.ckpt")  # MindSpore insists on the .ckpt suffix
-    items = [{"name": key, "data": value} for key, value in tensors.items()]
     append = {META_PREFIX + key: value for key, value in (meta or {}).items()}
-    ms.save_checkpoint(items, tmp, append_dict=append or None)
-    os.replace(tmp, path)
+    count = ms.Tensor(np.array(1 + len(tensors) + len(append), np.int64))
+    items = [{"name": META_PREFIX + _ENTRIES, "data": count}]
+    items += [{"name": key, "data": value} for key, value in tensors.items()]
+    try:
+        ms.save_checkpoint(items, tmp, append_dict=append or None, crc_check=True)
+        os.replace(tmp, path)
+    except BaseException:  # a failed or interrupted write leaves the previous file, and no temporary one
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def read_checkpoint(path: str):
@@ -44,15 +61,19 @@ def read_checkpoint(path: str):
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file not found: {path}")
     try:
-        loaded = ms.load_checkpoint(path)
-    except (ValueError, RuntimeError) as err:
-        raise CheckpointError(f"cannot read checkpoint file {path}: {err}") from err
+        loaded = ms.load_checkpoint(path, crc_check=True)
+    except (ValueError, RuntimeError, TypeError) as err:
+        raise CheckpointError(f"cannot read checkpoint file {path} (truncated or corrupt?): {err}") from err
     tensors, meta = {}, {}
     for key, value in loaded.items():
         if key.startswith(META_PREFIX):
             meta[key[len(META_PREFIX):]] = value if isinstance(value, str) else value.asnumpy().item()
         else:
             tensors[key] = value
+    written = meta.pop(_ENTRIES, None)  # absent in files written by other tools
+    if written is not None and written != len(loaded):
+        raise CheckpointError(f"checkpoint file {path} is truncated: it holds {len(loaded)} of the {written} "
+                              f"entries written")
     return tensors, meta
 
 
@@ -170,6 +191,20 @@ class RunCheckpoints:
                  if (m := _EPOCH_FILE.search(p))]
         return [p for _, p in sorted(found)]
 
+    def step_paths(self) -> list:
+        """Mid-epoch checkpoints (periodic or written on a signal), oldest first."""
+        found = [((int(m.group(1)), int(m.group(2))), p)
+                 for p in glob.glob(os.path.join(self.directory, "epoch_*_step_*.ckpt"))
+                 if (m := _STEP_FILE.search(p))]
+        return [p for _, p in sorted(found)]
+
+    def resumable(self) -> list:
+        """Every training-state checkpoint, newest first: ordered by (epochs completed, batches into the next)."""
+        progress = [((int(m.group(1)), 0), p) for p in self.epoch_paths() if (m := _EPOCH_FILE.search(p))]
+        progress += [((int(m.group(1)), int(m.group(2))), p) for p in self.step_paths()
+                     if (m := _STEP_FILE.search(p))]
+        return [p for _, p in sorted(progress, reverse=True)]
+
     def latest(self):
         paths = self.epoch_paths()
         return paths[-1] if paths else None
@@ -179,6 +214,15 @@ class RunCheckpoints:
         path = os.path.join(self.directory, f"epoch_{epoch:04d}.ckpt")
         state.save(path, epoch=epoch, **meta)
         for old in self.epoch_paths()[:-self.keep]:
+            os.remove(old)
+        return path
+
+    def save_step(self, state: TrainingState, epoch: int, epoch_step: int, **meta) -> str:
+        """Write `epoch_NNNN_step_SSSS.ckpt`: NNNN epochs completed and SSSS batches of the next one consumed
+        (meta `epoch`, `epoch_step`); delete all but the newest `keep` such files."""
+        path = os.path.join(self.directory, f"epoch_{epoch:04d}_step_{epoch_step:04d}.ckpt")
+        state.save(path, epoch=epoch, epoch_step=epoch_step, **meta)
+        for old in self.step_paths()[:-self.keep]:
             os.remove(old)
         return path
 

@@ -1,17 +1,24 @@
 """Evaluation of any callable network (a model cell, an AMP-wrapped cell, a GraphCell over an exported MINDIR)
 on an evaluation dataset of (image, integer label) batches; train.py's per-epoch validation and validate.py
 share it.
+
+In a multi-device run each rank evaluates its own shard (create_dataset with num_shards/shard_id: every image on
+exactly one rank, no padding) and `across_ranks=True` sums the meters of all ranks, so every rank reports the
+figures of the whole set.
 """
 import mindspore.nn as nn
 
+from src.distributed import sum_across_ranks
 from src.engine.metrics import ClassificationMeter
 
 
-def evaluate(network, dataset, num_classes: int, class_names=None) -> dict:
+def evaluate(network, dataset, num_classes: int, class_names=None, across_ranks=False) -> dict:
     """Top-1/top-5, mean cross-entropy, per-class precision/recall/F1 and the confusion matrix (metrics.py)."""
     if isinstance(network, nn.Cell):
         network.set_train(False)  # BN uses its moving statistics, dropout is off
     meter = ClassificationMeter(num_classes)
     for images, labels in dataset.create_tuple_iterator(num_epochs=1):
         meter.update(network(images).asnumpy(), labels.asnumpy())
+    if across_ranks:
+        meter.load_state(sum_across_ranks(meter.state()))
     return meter.report(class_names)

@@ -37,6 +37,24 @@ class ClassificationMeter:
         np.add.at(self.confusion, (labels, ranking[:, 0]), 1)
         self.count += len(labels)
 
+    def state(self) -> np.ndarray:
+        """Everything accumulated, as one float64 vector: confusion matrix, top-k hits, loss sum, count (counts
+        stay exact up to 2**53). The element-wise sum of the states of meters that saw disjoint parts of a set
+        (e.g. one shard per rank), given to `load_state`, gives the meter of the whole set."""
+        hits = [self.topk_correct[k] for k in self.topk]
+        return np.concatenate([self.confusion.ravel(), hits, [self.loss_sum, self.count]]).astype(np.float64)
+
+    def load_state(self, state: np.ndarray):
+        """Replace the accumulated figures by those of a `state()` vector."""
+        state = np.asarray(state, dtype=np.float64)
+        cells = self.num_classes ** 2
+        if state.shape != (cells + len(self.topk) + 2,):
+            raise ValueError(f"state of shape {state.shape} does not belong to a {self.num_classes}-class meter")
+        self.confusion = np.rint(state[:cells]).astype(np.int64).reshape(self.num_classes, self.num_classes)
+        self.topk_correct = {k: int(round(v)) for k, v in zip(self.topk, state[cells:cells + len(self.topk)])}
+        self.loss_sum = float(state[-2])
+        self.count = int(round(state[-1]))
+
     def report(self, class_names=None) -> dict:
         """Every figure as plain Python numbers (JSON-ready); accuracies and scores are fractions in [0, 1]."""
         if self.count == 0:

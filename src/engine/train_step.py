@@ -7,7 +7,7 @@ Options that are off (no loss scaling, no clipping, no EMA, one device) are prun
 import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
-from mindspore import Parameter
+from mindspore import Parameter, ParameterTuple, Tensor
 
 
 def mixed_precision(network: nn.Cell, amp_level: str) -> nn.Cell:
@@ -44,7 +44,11 @@ def gradient_reducer(dist, params):
 
 class TrainStep(nn.Cell):
     """`step(images, soft_labels) -> (loss, correct)`: updates the weights and returns the unscaled loss and
-    the number of samples whose arg-max prediction matches the arg-max of the target."""
+    the number of samples whose arg-max prediction matches the arg-max of the target.
+
+    With knowledge distillation the step is `step(images, soft_labels, teacher_logits)` and `loss_fn` takes the
+    teacher's logits as its third argument (loss.DistillationLoss). They are an input, computed before the step
+    (src/engine/distill.py), so no gradient reaches the teacher, whose weights are not among this cell's."""
 
     def __init__(self, network, loss_fn, optimizer, ema=None, clip_grad_norm=0.0, loss_scaler=None,
                  grad_reducer=None):
@@ -57,26 +61,38 @@ class TrainStep(nn.Cell):
         self.clip_grad_norm = clip_grad_norm
         self.loss_scaler = loss_scaler
         self.grad_reducer = grad_reducer
+        # A step whose loss or gradients are not finite changes nothing: no update, and the BN statistics that its
+        # forward pass moved are put back from `buffer_backup`. `updated` (1/0) tells the trainer which it was.
+        self.buffers = ParameterTuple([p for p in network.get_parameters() if not p.requires_grad])
+        self.buffer_backup = self.buffers.clone("nonfinite_backup", init="same")
+        self.hyper_map = ops.HyperMap()
+        self.assign = ops.Assign()
+        self.updated = Parameter(Tensor(1, ms.int32), name="updated", requires_grad=False)
 
-    def forward(self, images, labels):
+    def forward(self, images, labels, teacher_logits):
         logits = self.network(images)
-        loss = self.loss_fn(logits, labels)
+        loss = self.loss_fn(logits, labels, *teacher_logits)  # a tuple: empty, or the teacher's logits
         scaled_loss = loss if self.loss_scaler is None else self.loss_scaler.scale(loss)
         return scaled_loss, loss, logits
 
-    def construct(self, images, labels):
+    def construct(self, images, labels, *teacher_logits):
+        if self.buffers:
+            images = ops.depend(images, self.hyper_map(self.assign, self.buffer_backup, self.buffers))
         grad_fn = ops.value_and_grad(self.forward, None, self.weights, has_aux=True)
-        (_, loss, logits), grads = grad_fn(images, labels)
+        (_, loss, logits), grads = grad_fn(images, labels, teacher_logits)
         if self.grad_reducer is not None:
             grads = self.grad_reducer(grads)
         if self.loss_scaler is not None:
             grads = self.loss_scaler.unscale(grads)
             finite = ms.amp.all_finite(grads)
             self.loss_scaler.adjust(finite)
-            if finite:
-                loss = ops.depend(loss, self._update(grads))
-        else:
+        else:  # without a scaler too, a non-finite loss or gradient (divergence, bad data) skips the update
+            finite = ms.amp.all_finite((loss,) + tuple(grads))
+        if finite:
             loss = ops.depend(loss, self._update(grads))
+        elif self.buffers:
+            loss = ops.depend(loss, self.hyper_map(self.assign, self.buffers, self.buffer_backup))
+        loss = ops.depend(loss, ops.assign(self.updated, finite.astype(ms.int32)))
         correct = ops.sum((ops.argmax(logits, -1) == ops.argmax(labels, -1)).astype(ms.int32))
         return loss, correct
 

@@ -110,7 +110,7 @@ def convert_checkpoint(model: str, src_path, dst_path, num_classes: Optional[int
 
     tmp = dst_path.with_name(f".{dst_path.stem}.{os.getpid()}.tmp.ckpt")
     try:
-        ms.save_checkpoint(records, str(tmp))
+        ms.save_checkpoint(records, str(tmp), crc_check=True)  # read_checkpoint checks the CRCs
         os.replace(tmp, dst_path)
     finally:
         tmp.unlink(missing_ok=True)
