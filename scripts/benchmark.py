@@ -4,8 +4,9 @@
     python scripts/benchmark.py --workloads train_32 --repeats 10 --no-reference
     python scripts/benchmark.py --kernels both                    # MindSpore with and without src/kernels
 
-Workloads: `infer_224` (batch 1, 3 x 224 x 224, 1000 classes: latency, graph mode and the exported MINDIR through
-nn.GraphCell), `train_224` (batch 32, 3 x 224 x 224, 1000 classes: training images/s) and `train_32` (batch 128,
+Workloads: `infer_224` (batch 1, 3 x 224 x 224, 1000 classes: latency in graph mode of the network as trained and of
+its inference form, BN folded into the convs as export.py does, and of the exported MINDIR through nn.GraphCell;
+the MINDIR always holds MindSpore's own convs, not src/kernels), `train_224` (batch 32, 3 x 224 x 224, 1000 classes: training images/s) and `train_32` (batch 128,
 1 x 32 x 32, 10 classes: the Fashion-MNIST main job's setting). A training step is forward, label-smoothed
 cross-entropy, backward and an SGD-momentum update, on a fixed batch (no data pipeline).
 
@@ -104,13 +105,16 @@ def mindspore_worker(spec):
         result["compile_s"] = time.perf_counter() - start
         seconds = _median_seconds(run, spec["repeats"], spec["warmup"])
         result.update(images_per_s=work["batch"] / seconds, step_ms=seconds * 1e3)
-    elif spec["runtime"] == "mindspore":
+    elif spec["runtime"] in ("mindspore", "folded"):  # graph mode: the network as trained, or BN folded
+        if spec["runtime"] == "folded":
+            with custom_kernels(spec["kernels"] == "on"):
+                prepare_for_inference(net, x)
         net.set_train(False)
         start = time.perf_counter()
         net(x).asnumpy()
         result["compile_s"] = time.perf_counter() - start
         result["latency_ms"] = _median_seconds(lambda: net(x).asnumpy(), spec["repeats"], spec["warmup"]) * 1e3
-    else:  # the deployable form: BN folded, exported to MINDIR (always plain convs), loaded back as a GraphCell
+    else:  # the deployable file: BN folded, exported to MINDIR (always plain convs), loaded back as a GraphCell
         with custom_kernels(False), tempfile.TemporaryDirectory() as tmp:
             net = create_model(spec["model"], num_classes=work["classes"], in_channels=work["channels"])
             prepare_for_inference(net, x)
@@ -148,11 +152,12 @@ def measure(args):
         work = WORKLOADS[workload]
         runtimes = []
         for kernels in (("on", "off") if args.kernels == "both" else (args.kernels,)):
-            label = "MindSpore" + ("" if args.kernels != "both" else
-                                   " (custom kernels)" if kernels == "on" else " (oneDNN only)")
-            runtimes.append((label, "mindspore", kernels))
+            suffix = "" if args.kernels != "both" else ", custom kernels" if kernels == "on" else ", oneDNN only"
+            runtimes.append((f"MindSpore graph{suffix}", "mindspore", kernels))
+            if not work["train"]:
+                runtimes.append((f"MindSpore graph, BN folded{suffix}", "folded", kernels))
         if not work["train"]:
-            runtimes.append(("MindSpore MINDIR", "mindir", "off"))
+            runtimes.append(("MindSpore MINDIR (BN folded)", "mindir", "off"))
         if torch_python:
             runtimes.append(("PyTorch eager", "pytorch", None))
             if not work["train"]:
