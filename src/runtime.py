@@ -2,7 +2,8 @@
 import os
 
 
-def _cpu_flags():
+def cpu_flags() -> set:
+    """The instruction-set flags of this CPU (Linux /proc/cpuinfo; empty elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
             for line in f:
@@ -22,5 +23,5 @@ def configure_cpu_kernels():
     """
     if "ONEDNN_MAX_CPU_ISA" in os.environ:
         return
-    if "avx512f" in _cpu_flags():
+    if "avx512f" in cpu_flags():
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"

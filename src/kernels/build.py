@@ -1,8 +1,9 @@
 """Compiling and caching the C++ kernels of this package, and the switch that says whether cells use them.
 
 Each library is built once per (source, macro set) with g++ -O3 -march=native, cached under
-`$GHOSTNET_KERNEL_CACHE` (default ~/.cache/ghostnet_mindspore/kernels) with the sources' hash in its name, so an
-edited kernel is rebuilt and a stale one never loaded.
+`$GHOSTNET_KERNEL_CACHE` (default ~/.cache/ghostnet_mindspore/kernels) with a hash of the sources and of this CPU's
+instruction-set flags in its name, so an edited kernel is rebuilt, and a cache shared by machines with different
+CPUs never loads a library compiled for another instruction set.
 """
 import contextlib
 import hashlib
@@ -14,6 +15,8 @@ import threading
 import warnings
 
 import mindspore as ms
+
+from src.runtime import cpu_flags
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _HEADERS = ("parallel.h",)
@@ -40,7 +43,7 @@ def custom_kernels(enabled: bool):
 
 def build_library(source: str, name: str, defines: dict) -> str:
     """Path of `source` (a file of this package) compiled with `-D` `defines` into lib `name`, built if needed."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(" ".join(sorted(cpu_flags())).encode())  # -march=native depends on the CPU
     for file in (source, *_HEADERS):
         with open(os.path.join(_HERE, file), "rb") as f:
             digest.update(f.read())
