@@ -20,8 +20,8 @@ from collections import namedtuple
 
 import mindspore.nn as nn
 
-from src.models.layers import (ConvBnAct, GhostModule, GlobalAvgPool, SqueezeExcite, activation, batch_norm,
-                               conv2d, last_per_stride, make_divisible)
+from src.models.layers import (ConvBnAct, GhostModule, GlobalAvgPool, PointwiseConv2d, SqueezeExcite, activation,
+                               batch_norm, conv2d, last_per_stride, make_divisible)
 from src.models.registry import register_model
 
 # One Ghost bottleneck, channels already rounded. `se` is the SE squeeze width (0: no SE); `attention`: DFC
@@ -118,7 +118,7 @@ class GhostNet(nn.Cell):
                              for i in self._feature_idx]
 
         self.global_pool = GlobalAvgPool()
-        self.conv_head = nn.Conv2d(final_channels, head_channels, 1, has_bias=True)
+        self.conv_head = PointwiseConv2d(final_channels, head_channels, has_bias=True)
         self.act2 = activation(act)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
