@@ -16,6 +16,7 @@ from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optim import create_optimizer, parameter_groups
 from src.engine.build import setup_context
 from src.engine.train_step import TrainStep, create_loss_scaler, loss_scaler_state, mixed_precision
+from src.kernels import custom_kernels, kernels_usable
 from tests.engine_fixtures import TinyNet
 
 
@@ -159,10 +160,15 @@ def test_gradient_clipping_bounds_the_update():
     assert 0 < change <= 1e-3 * (1 + 1e-5)
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused_kernel", "per_tensor"])
 @pytest.mark.parametrize("loss_scale", ["none", "dynamic"])
-def test_ema_follows_the_updated_weights_with_warmup_decay(mode, loss_scale):
+def test_ema_follows_the_updated_weights_with_warmup_decay(mode, loss_scale, fused):
+    if fused and not kernels_usable():
+        pytest.skip("the fused EMA update needs the custom CPU kernels")
     net = TinyNet(num_classes=4)
-    ema = ModelEMA(net, decay=0.999)
+    with custom_kernels(fused):
+        ema = ModelEMA(net, decay=0.999)
+    assert (ema.fused_update is not None) == fused
     step, _, _ = _step(net, Config(optimizer="sgd", lr=0.1, epochs=1, loss_scale=loss_scale), ema=ema)
     start = {p.name: p.asnumpy().copy() for p in net.get_parameters()}
     step(*_batch())

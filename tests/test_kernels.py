@@ -6,7 +6,7 @@ import src  # noqa: F401
 import mindspore as ms
 import mindspore.nn as nn
 
-from src.kernels import BatchNorm2d, DepthwiseConv2d, custom_kernels, kernels_usable
+from src.kernels import AllFinite, BatchNorm2d, DepthwiseConv2d, custom_kernels, kernels_usable
 from src.kernels import build
 from src.models import create_model
 from src.models.layers import batch_norm, conv2d
@@ -119,3 +119,26 @@ def test_a_missing_compiler_falls_back_to_mindspore_ops_with_a_warning(monkeypat
         conv = conv2d(8, 8, 3, groups=8)
     assert type(conv) is nn.Conv2d
     assert type(batch_norm(8)) is nn.BatchNorm2d
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+def test_all_finite_kernel_agrees_with_mindspore_on_every_kind_of_non_finite_value(graph):
+    check = AllFinite()
+    assert check.fused is not None
+    if graph:
+        check = ms.jit(check.construct)
+    rng = np.random.default_rng(0)
+    shapes = [(), (3, 5), (70_000,), (2, 40_000)]  # the large ones span several of the kernel's chunks
+
+    def tensors(position=None, index=None, value=None):
+        arrays = [np.asarray(rng.standard_normal(shape) * 1e30, np.float32) for shape in shapes]  # large, finite
+        if position is not None:
+            arrays[position].reshape(-1)[index] = value
+        return tuple(ms.Tensor(a) for a in arrays)
+
+    assert bool(check(tensors()).asnumpy()) is True
+    for position, index in [(0, 0), (1, 14), (2, 0), (2, 69_999), (3, 40_000), (3, 79_999)]:
+        for value in (np.nan, np.inf, -np.inf):
+            batch = tensors(position, index, value)
+            got = bool(check(batch).asnumpy())
+            assert got is False and got == bool(ms.amp.all_finite(batch).asnumpy()), (position, index, value)

@@ -12,6 +12,8 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore import Parameter, ParameterTuple, Tensor
 
+from src.kernels import fused_ema_update
+
 _ema_update = ops.MultitypeFuncGraph("ema_update")
 
 
@@ -59,12 +61,15 @@ class ModelEMA(nn.Cell):
         self.ema_params = self.model_params.clone(prefix=self.PREFIX.rstrip("."), init="same")
         self.num_updates = Parameter(Tensor(0.0, ms.float32), name="ema_num_updates", requires_grad=False)
         self.hyper_map = ops.HyperMap()
+        self.fused_update = fused_ema_update() if all(p.dtype == ms.float32 for p in self.model_params) else None
         self._exchange = _Exchange(self.model_params, self.ema_params)
 
     def construct(self):
         updates = self.num_updates + 1.0
         decay = ops.minimum(self.decay, (1.0 + updates) / (10.0 + updates))
         ops.assign(self.num_updates, updates)
+        if self.fused_update is not None:  # one kernel over all tensors on CPU
+            return self.fused_update(decay.reshape(1), *self.ema_params, *self.model_params)
         return self.hyper_map(ops.partial(_ema_update, decay), self.ema_params, self.model_params)
 
     def averaged_weights(self) -> dict:

@@ -9,6 +9,8 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore import Parameter, ParameterTuple, Tensor
 
+from src.kernels import AllFinite
+
 
 def mixed_precision(network: nn.Cell, amp_level: str) -> nn.Cell:
     """The network under MindSpore's AMP level (O0: unchanged). Parameters stay float32 and keep their names.
@@ -67,6 +69,8 @@ class TrainStep(nn.Cell):
         self.buffer_backup = self.buffers.clone("nonfinite_backup", init="same")
         self.hyper_map = ops.HyperMap()
         self.assign = ops.Assign()
+        # one kernel over the loss and all gradients on CPU; gradients have their (float32) parameters' dtype
+        self.all_finite = AllFinite(float32_inputs=all(w.dtype == ms.float32 for w in self.weights))
         self.updated = Parameter(Tensor(1, ms.int32), name="updated", requires_grad=False)
 
     def forward(self, images, labels, teacher_logits):
@@ -84,10 +88,10 @@ class TrainStep(nn.Cell):
             grads = self.grad_reducer(grads)
         if self.loss_scaler is not None:
             grads = self.loss_scaler.unscale(grads)
-            finite = ms.amp.all_finite(grads)
+            finite = self.all_finite(grads)
             self.loss_scaler.adjust(finite)
         else:  # without a scaler too, a non-finite loss or gradient (divergence, bad data) skips the update
-            finite = ms.amp.all_finite((loss,) + tuple(grads))
+            finite = self.all_finite((loss.astype(ms.float32),) + tuple(grads))
         if finite:
             loss = ops.depend(loss, self._update(grads))
         elif self.buffers:
