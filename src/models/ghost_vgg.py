@@ -5,13 +5,34 @@ VGG-16 with BN whose 13 3x3 convs are all Ghost modules (each carries its own BN
 classes: of the common CIFAR VGG-16 heads it is the one that reproduces the paper's figures, within 1% for every
 s of the ratio ablation (in the registry metadata) and for plain VGG-16 (15M params, 313M MACs). A single
 512 -> 10 layer falls 9% short at s=5; a 512 -> 512 -> 512 -> 10 head is 7% over.
+
+`ghost_ratio=1` builds that plain VGG-16 (conv + BN + ReLU, Table 4's baseline: 14.99M params, 313.5M MACs) with
+the same cell names (`features.N.primary_conv.0` is every layer's conv), so that the feature maps of a network and
+its Ghost version can be compared layer by layer (scripts/visualize_features.py).
 """
 import mindspore.nn as nn
 
-from src.models.layers import GhostModule, GlobalAvgPool, last_per_stride
+from src.models.layers import GhostModule, GlobalAvgPool, activation, batch_norm, conv2d, last_per_stride
 from src.models.registry import register_model
 
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class PlainConvModule(nn.Cell):
+    """The k x k conv + BN + ReLU a Ghost module replaces (ratio s = 1), named like a Ghost module's intrinsic part:
+    all its `out_channels` maps come from the conv, none from a cheap operation."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3):
+        super().__init__()
+        self.out_channels = out_channels
+        self.primary_conv = nn.SequentialCell([
+            conv2d(in_channels, out_channels, kernel_size),
+            batch_norm(out_channels),
+            activation("relu"),
+        ])
+
+    def construct(self, x):
+        return self.primary_conv(x)
 
 
 class GhostVGG(nn.Cell):
@@ -27,6 +48,8 @@ class GhostVGG(nn.Cell):
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
+        if ghost_ratio < 1:
+            raise ValueError(f"ghost_ratio must be >= 1 (1: plain convs), got {ghost_ratio}")
         if small_input and cfg[-1] == "M":
             cfg = cfg[:-1]
         layers, stage_ends, channels, reductions = [], [], [], []
@@ -36,7 +59,8 @@ class GhostVGG(nn.Cell):
                 layers.append(nn.MaxPool2d(2, 2))
                 reduction *= 2
             else:
-                layers.append(GhostModule(in_chs, v, 3, ghost_ratio, dw_size, act="relu"))
+                layers.append(GhostModule(in_chs, v, 3, ghost_ratio, dw_size, act="relu") if ghost_ratio > 1
+                              else PlainConvModule(in_chs, v, 3))
                 in_chs = v
             if v == "M" or i == len(cfg) - 1:
                 stage_ends.append(len(layers) - 1)
