@@ -129,6 +129,25 @@ class ConvBnAct(nn.Cell):
         return self.act1(self.bn1(self.conv(x)))
 
 
+class ScaleChannels(nn.Cell):
+    """x (N, C, H, W) times scale (N, C, 1, 1), the scale's gradient (a sum over H x W) taken as a MatMul.
+
+    MindSpore's autodiff sums the broadcast gradient with a ReduceSum that took 4 ms per SE block for a batch of 32
+    at 224 px, 94 ms of a 2.0 s training step; the MatMul form takes a fraction of that. The forward is the plain
+    product (and is all an exported graph holds).
+    """
+
+    def construct(self, x, scale):
+        return x * scale
+
+    def bprop(self, x, scale, _out, dout):
+        n, c, h, w = x.shape
+        grad_scale = dout * x
+        if h * w > 1:
+            grad_scale = ops.matmul(grad_scale.reshape(n * c, h * w), ops.ones((h * w, 1), x.dtype))
+        return dout * scale, grad_scale.reshape(n, c, 1, 1)
+
+
 class SqueezeExcite(nn.Cell):
     """Squeeze-and-excitation: pool -> 1x1 reduce -> act -> 1x1 expand -> gate -> scale the input."""
 
@@ -139,10 +158,11 @@ class SqueezeExcite(nn.Cell):
         self.act1 = activation(act)
         self.conv_expand = PointwiseConv2d(reduced_channels, channels, has_bias=True)
         self.gate = activation(gate)
+        self.scale = ScaleChannels()
 
     def construct(self, x):
         s = self.conv_expand(self.act1(self.conv_reduce(self.pool(x))))
-        return x * self.gate(s)
+        return self.scale(x, self.gate(s))
 
 
 class DFCAttention(nn.SequentialCell):
