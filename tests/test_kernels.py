@@ -86,12 +86,14 @@ def test_models_use_the_kernels_for_depthwise_convs_and_batch_norm_and_keep_chec
     assert np.abs(net(x).asnumpy() - plain(x).asnumpy()).max() < 1e-5
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["bn", "bn_relu"])
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
-def test_batch_norm_kernels_match_mindspore_batch_norm(graph):
-    """Training mode: output, gradients and the moving statistics' update; then eval mode (MindSpore's own op)."""
+def test_batch_norm_kernels_match_mindspore_batch_norm(graph, relu):
+    """Training mode: output, gradients and the moving statistics' update; then eval mode (MindSpore's own op).
+    With `relu`, the fused kernel against MindSpore's BatchNorm followed by a ReLU."""
     rng = np.random.default_rng(3)
     for shape in [(4, 6, 5, 7), (16, 20, 8, 8), (3, 17, 1, 1)]:
-        ours, reference = BatchNorm2d(shape[1]), nn.BatchNorm2d(shape[1], eps=1e-5, momentum=0.9)
+        ours, reference = BatchNorm2d(shape[1], relu=relu), nn.BatchNorm2d(shape[1], eps=1e-5, momentum=0.9)
         assert ours.custom is not None
         for name in ("gamma", "beta", "moving_mean"):
             value = ms.Tensor(rng.standard_normal(shape[1]).astype(np.float32))
@@ -100,11 +102,13 @@ def test_batch_norm_kernels_match_mindspore_batch_norm(graph):
         x = ms.Tensor((rng.standard_normal(shape) * 3 + 2).astype(np.float32))
         upstream = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
         results = []
-        for net in (ours, reference):
+        for bn, net in ((ours, ours), (reference, nn.SequentialCell([reference, nn.ReLU()]) if relu else reference)):
             net.set_train(True)
             values = _forward_and_grads(net, x, upstream, graph)  # two training passes: stats updated twice
             net.set_train(False)
-            results.append(values + [net.moving_mean.asnumpy(), net.moving_variance.asnumpy(), net(x).asnumpy()])
+            results.append(values + [bn.moving_mean.asnumpy(), bn.moving_variance.asnumpy(), net(x).asnumpy()])
+        if relu:
+            assert (results[0][0] == 0).mean() > 0.1  # the ReLU cut a good share of the outputs
         names = ["output", "input grad", "gamma grad", "beta grad", "moving mean", "moving variance", "eval output"]
         for name, a, b in zip(names, *results):
             scale = max(1.0, float(np.abs(b).max()))

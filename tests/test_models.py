@@ -220,12 +220,13 @@ def _product(x, scale):
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
 @pytest.mark.parametrize("size", [1, 5], ids=["1x1_map", "5x5_map"])
 def test_matmul_forms_match_the_ops_they_replace(graph, size):
-    """PointwiseConv2d (MatMul on 1x1 maps), GlobalAvgPool (MatMul mean) and ScaleChannels (MatMul-summed gradient)
+    """PointwiseConv2d (MatMul on 1x1 maps in training), GlobalAvgPool (MatMul mean) and ScaleChannels (MatMul-summed gradient)
     give the outputs and gradients of nn.Conv2d, ops.mean and a broadcast product."""
     rng = np.random.default_rng(0)
     x = mindspore.Tensor(rng.standard_normal((3, 6, size, size)).astype(np.float32))
 
     ours = PointwiseConv2d(6, 4, has_bias=True)
+    ours.set_train(True)  # the MatMul form is the training one; inference keeps the conv
     plain = mindspore.nn.Conv2d(6, 4, 1, has_bias=True)
     plain.weight.set_data(ours.weight.data.copy())
     plain.bias.set_data(mindspore.Tensor(rng.standard_normal(4).astype(np.float32)))

@@ -102,7 +102,7 @@ def fold_batchnorm(net, sample):
     cells = dict(net.cells_and_names())
     for conv_name, bn_name in pairs:
         _fold(cells[conv_name], cells[bn_name], conv_name)
-        _replace_child(net, bn_name, nn.Identity())
+        _replace_child(net, bn_name, nn.ReLU() if getattr(cells[bn_name], "relu", False) else nn.Identity())
     return pairs
 
 

@@ -5,13 +5,15 @@
 // statistics are sums over N planes of H*W contiguous floats: the inner loops run along a plane and vectorise.
 // Sums are kept in double so E[x^2] - E[x]^2 loses nothing for activations of any scale.
 //
-// Macro: BN_EPS (epsilon), BN_NAME(fn) (unique exported names per epsilon).
+// Macros: BN_EPS (epsilon), BN_RELU (1: a ReLU fused after the affine transform, which saves the separate ReLU
+// and ReluGrad passes over the map), BN_NAME(fn) (unique exported names per variant).
 // Entry points follow MindSpore's AOT signature (inputs first, then outputs), see depthwise_conv.cc.
 #include "parallel.h"
 
 namespace {
 
 constexpr double EPS = BN_EPS;
+constexpr bool RELU = BN_RELU;
 
 struct Shape {
   int64_t n, c, plane;
@@ -59,24 +61,28 @@ int BN_NAME(forward)(int nparam, void **params, int *, int64_t **shapes, const c
       for (int64_t b = 0; b < s.n; ++b) {
         const float *p = x + (b * s.c + ch) * s.plane;
         float *q = y + (b * s.c + ch) * s.plane;
-        for (int64_t i = 0; i < s.plane; ++i) q[i] = p[i] * scale + shift;
+        for (int64_t i = 0; i < s.plane; ++i) {
+          const float v = p[i] * scale + shift;
+          q[i] = RELU ? std::max(v, 0.0f) : v;
+        }
       }
     }
   });
   return 0;
 }
 
-// params: x, gamma, mean, invstd, dy -> dx (N,C,H,W), dgamma (C), dbeta (C)
+// params: x, gamma, mean, invstd, y (the forward's output: the ReLU mask), dy -> dx (N,C,H,W), dgamma (C), dbeta (C)
 int BN_NAME(backward)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
   if (!ghost_kernels::all_float32(nparam, dtypes)) return 1;
   const auto *x = static_cast<const float *>(params[0]);
   const auto *gamma = static_cast<const float *>(params[1]);
   const auto *mean_in = static_cast<const float *>(params[2]);
   const auto *invstd_in = static_cast<const float *>(params[3]);
-  const auto *dy = static_cast<const float *>(params[4]);
-  auto *dx = static_cast<float *>(params[5]);
-  auto *dgamma = static_cast<float *>(params[6]);
-  auto *dbeta = static_cast<float *>(params[7]);
+  const auto *y = static_cast<const float *>(params[4]);
+  const auto *dy_out = static_cast<const float *>(params[5]);
+  auto *dx = static_cast<float *>(params[6]);
+  auto *dgamma = static_cast<float *>(params[7]);
+  auto *dbeta = static_cast<float *>(params[8]);
   const Shape s(shapes[0]);
   ghost_kernels::parallel_for(s.c, s.n * s.c * s.plane, [&](int64_t first, int64_t last) {
     for (int64_t ch = first; ch < last; ++ch) {
@@ -84,11 +90,13 @@ int BN_NAME(backward)(int nparam, void **params, int *, int64_t **shapes, const 
       double sum_dy = 0.0, sum_dy_centered = 0.0;
       for (int64_t b = 0; b < s.n; ++b) {
         const float *p = x + (b * s.c + ch) * s.plane;
-        const float *g = dy + (b * s.c + ch) * s.plane;
+        const float *g = dy_out + (b * s.c + ch) * s.plane;
+        const float *o = y + (b * s.c + ch) * s.plane;
         float plane_dy = 0.0f, plane_dy_centered = 0.0f;
         for (int64_t i = 0; i < s.plane; ++i) {
-          plane_dy += g[i];
-          plane_dy_centered += g[i] * (p[i] - mean);
+          const float gi = RELU && !(o[i] > 0.0f) ? 0.0f : g[i];
+          plane_dy += gi;
+          plane_dy_centered += gi * (p[i] - mean);
         }
         sum_dy += plane_dy;
         sum_dy_centered += plane_dy_centered;
@@ -102,9 +110,13 @@ int BN_NAME(backward)(int nparam, void **params, int *, int64_t **shapes, const 
       const float c2 = static_cast<float>(sum_dy_centered / m * invstd * invstd);
       for (int64_t b = 0; b < s.n; ++b) {
         const float *p = x + (b * s.c + ch) * s.plane;
-        const float *g = dy + (b * s.c + ch) * s.plane;
+        const float *g = dy_out + (b * s.c + ch) * s.plane;
+        const float *o = y + (b * s.c + ch) * s.plane;
         float *q = dx + (b * s.c + ch) * s.plane;
-        for (int64_t i = 0; i < s.plane; ++i) q[i] = k * (g[i] - mean_dy - (p[i] - mean) * c2);
+        for (int64_t i = 0; i < s.plane; ++i) {
+          const float gi = RELU && !(o[i] > 0.0f) ? 0.0f : g[i];
+          q[i] = k * (gi - mean_dy - (p[i] - mean) * c2);
+        }
       }
     }
   });

@@ -67,13 +67,15 @@ def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, bias=Fals
 
 
 class PointwiseConv2d(nn.Conv2d):
-    """A 1x1 conv (stride 1, no padding) that runs as one MatMul when its input map is 1x1: the SE convs and the
-    head after global pooling, and the last stages of a 32 px input.
+    """A 1x1 conv (stride 1, no padding) that, in training, runs as one MatMul when its input map is 1x1: the SE
+    convs and the head after global pooling, and the last stages of a 32 px input.
 
     There a conv is a (N, C) x (C, O) product, but MindSpore's CPU conv kernels (oneDNN) take 5-15x longer than a
-    MatMul on it; the head's weight gradient alone was 45 ms of a 630 ms GhostNet training step at 32 px. The
-    weight keeps the conv's (O, C, 1, 1) shape and name, so checkpoints and BN folding are unchanged. The map size
-    is static in graph mode, so the branch is resolved when the graph compiles.
+    MatMul on it, its weight gradient above all (the head's alone was 45 ms of a 630 ms GhostNet training step at
+    32 px). In inference the conv stays: at batch 1 it beat the MatMul plus the copy that reshaping the weight
+    costs (GhostNet 1.0x at 224 px: 39-43 ms against 45-46 ms), and exported graphs keep their convs. The weight
+    keeps the conv's (O, C, 1, 1) shape and name, so checkpoints and BN folding are unchanged. The map size and the
+    training flag are static in graph mode, so the branch is resolved when the graph compiles.
     """
 
     def __init__(self, in_channels, out_channels, has_bias=False):
@@ -81,12 +83,12 @@ class PointwiseConv2d(nn.Conv2d):
         self.matmul = ops.MatMul(transpose_b=True)
 
     def construct(self, x):
-        if x.shape[2] != 1 or x.shape[3] != 1:
+        if not self.training or x.shape[2] != 1 or x.shape[3] != 1:
             return super().construct(x)
-        out = self.matmul(x.reshape(x.shape[0], -1), self.weight.reshape(self.out_channels, -1))
+        out = self.matmul(x.reshape(-1, self.in_channels), self.weight.reshape(self.out_channels, -1))
         if self.has_bias:
             out = out + self.bias
-        return out.reshape(x.shape[0], self.out_channels, 1, 1)
+        return out.reshape(-1, self.out_channels, 1, 1)
 
 
 def batch_norm(channels):
@@ -95,6 +97,15 @@ def batch_norm(channels):
     if kernels_usable():
         return BatchNorm2d(channels, eps=1e-5, momentum=0.9)
     return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.9)
+
+
+def batch_norm_act(channels, act):
+    """(BN cell, activation cell) for BN followed by `act`. With the custom kernels a ReLU runs inside BN's kernel
+    and the activation cell is an identity; either way the pair computes act(BN(x)) and holds the same parameters
+    (activations have none), so checkpoints do not depend on it."""
+    if act == "relu" and kernels_usable():
+        return BatchNorm2d(channels, eps=1e-5, momentum=0.9, relu=True), nn.Identity()
+    return batch_norm(channels), activation(act)
 
 
 class GlobalAvgPool(nn.Cell):
@@ -109,11 +120,11 @@ class GlobalAvgPool(nn.Cell):
         self.keep_dims = keep_dims
 
     def construct(self, x):
-        n, c, h, w = x.shape
+        _, c, h, w = x.shape  # the batch stays -1 in reshapes: exported graphs take any batch size
         if h * w == 1:
-            return x if self.keep_dims else x.reshape(n, c)
-        pooled = ops.matmul(x.reshape(n * c, h * w), ops.full((h * w, 1), 1.0 / (h * w), dtype=x.dtype))
-        return pooled.reshape((n, c, 1, 1) if self.keep_dims else (n, c))
+            return x if self.keep_dims else x.reshape(-1, c)
+        pooled = ops.matmul(x.reshape(-1, h * w), ops.full((h * w, 1), 1.0 / (h * w), dtype=x.dtype))
+        return pooled.reshape((-1, c, 1, 1) if self.keep_dims else (-1, c))
 
 
 class ConvBnAct(nn.Cell):
@@ -122,8 +133,7 @@ class ConvBnAct(nn.Cell):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, act="relu"):
         super().__init__()
         self.conv = conv2d(in_channels, out_channels, kernel_size, stride, groups)
-        self.bn1 = batch_norm(out_channels)
-        self.act1 = activation(act)
+        self.bn1, self.act1 = batch_norm_act(out_channels, act)
 
     def construct(self, x):
         return self.act1(self.bn1(self.conv(x)))
@@ -141,11 +151,11 @@ class ScaleChannels(nn.Cell):
         return x * scale
 
     def bprop(self, x, scale, _out, dout):
-        n, c, h, w = x.shape
+        _, c, h, w = x.shape
         grad_scale = dout * x
         if h * w > 1:
-            grad_scale = ops.matmul(grad_scale.reshape(n * c, h * w), ops.ones((h * w, 1), x.dtype))
-        return dout * scale, grad_scale.reshape(n, c, 1, 1)
+            grad_scale = ops.matmul(grad_scale.reshape(-1, h * w), ops.ones((h * w, 1), x.dtype))
+        return dout * scale, grad_scale.reshape(-1, c, 1, 1)
 
 
 class SqueezeExcite(nn.Cell):
@@ -219,13 +229,11 @@ class GhostModule(nn.Cell):
         new_channels = init_channels * (ratio - 1)
         self.primary_conv = nn.SequentialCell([
             conv2d(in_channels, init_channels, kernel_size, stride),
-            batch_norm(init_channels),
-            activation(act),
+            *batch_norm_act(init_channels, act),
         ])
         self.cheap_operation = nn.SequentialCell([
             conv2d(init_channels, new_channels, dw_size, 1, groups=init_channels),
-            batch_norm(new_channels),
-            activation(act),
+            *batch_norm_act(new_channels, act),
         ])
         self.needs_slice = init_channels + new_channels != out_channels
         self.has_attention = attention
