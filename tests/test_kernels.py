@@ -1,4 +1,9 @@
 """The custom CPU kernels (src/kernels) against MindSpore's own depthwise conv and BatchNorm, and how models use them."""
+import ctypes
+import os
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -9,7 +14,7 @@ import mindspore.nn as nn
 from src.kernels import AllFinite, BatchNorm2d, DepthwiseConv2d, custom_kernels, kernels_usable
 from src.kernels import build
 from src.models import create_model
-from src.models.layers import batch_norm, conv2d
+from src.models.layers import PointwiseConv2d, batch_norm, conv2d
 
 pytestmark = pytest.mark.skipif(not kernels_usable(), reason="custom kernels need the CPU target and a C++ compiler")
 
@@ -22,6 +27,10 @@ GEOMETRIES = [  # (kernel, stride, padding, channels, input H x W): odd sizes, c
     ((5, 1), 1, (2, 2, 0, 0), 8, (7, 6)),
     (1, 1, 0, 33, (5, 5)),
     (3, 1, 1, 4, (1, 1)),
+    (3, 1, 1, 3, (17, 16)),  # 16+ output columns: the forward's plane-at-a-time path, one vector and a partial one
+    (3, 2, 1, 5, (12, 37)),
+    (5, 2, 2, 2, (9, 40)),
+    ((1, 5), 1, (0, 0, 2, 2), 2, (3, 33)),
 ]
 
 
@@ -113,6 +122,94 @@ def test_batch_norm_kernels_match_mindspore_batch_norm(graph, relu):
         for name, a, b in zip(names, *results):
             scale = max(1.0, float(np.abs(b).max()))
             assert np.abs(a - b).max() <= 2e-6 * scale, (shape, name, np.abs(a - b).max())
+
+
+POINTWISE_SHAPES = [  # (batch, in, out, H, W): 1x1 and sub-vector maps (dot products), part panels, 4n + 1 outputs
+    (1, 24, 13, 1, 1), (3, 7, 6, 3, 3), (2, 20, 9, 9, 9), (1, 16, 70, 12, 12), (2, 5, 3, 4, 17)]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+def test_inference_kernels_apply_bias_and_an_absorbed_relu(graph):
+    """Eval mode with a bias (a folded conv): one kernel computes conv + bias (+ ReLU after `absorb_relu`); its
+    gradients still hold (an eval-mode network may be differentiated, e.g. for a saliency map)."""
+    rng = np.random.default_rng(4)
+    cases = [(PointwiseConv2d(i, o, has_bias=True), nn.Conv2d(i, o, 1, has_bias=True), (n, i, h, w))
+             for n, i, o, h, w in POINTWISE_SHAPES]
+    for kernel, stride, padding, channels, size in GEOMETRIES:
+        cases.append((DepthwiseConv2d(channels, kernel, stride, padding, has_bias=True),
+                      nn.Conv2d(channels, channels, kernel, stride=stride, pad_mode="pad", padding=padding,
+                                group=channels, has_bias=True), (2, channels, *size)))
+    for relu in (False, True):
+        for ours, reference, shape in cases:
+            assert ours.inference_bias is not None
+            reference.weight.set_data(ours.weight.data.copy())
+            reference.bias.set_data(ms.Tensor(rng.standard_normal(reference.bias.shape).astype(np.float32)))
+            ours.bias.set_data(reference.bias.data.copy())
+            if relu:
+                ours.absorb_relu()
+                reference = nn.SequentialCell([reference, nn.ReLU()])
+            ours.set_train(False)
+            reference.set_train(False)
+            x = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
+            upstream = ms.Tensor(rng.standard_normal(reference(x).shape).astype(np.float32))
+            got = _forward_and_grads(ours, x, upstream, graph)
+            want = _forward_and_grads(reference, x, upstream, graph)
+            if relu:
+                assert (want[0] == 0).mean() > 0.05
+            for name, a, b in zip(["output", "input grad", "weight grad", "bias grad"], got, want):
+                assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max()), \
+                    (type(ours).__name__, shape, relu, name, np.abs(a - b).max())
+
+
+def _call_pointwise_kernel(x, w, b):
+    """pw_bias_relu called straight through ctypes (the GIL is released during the call)."""
+    function = ctypes.CDLL(build.pointwise_library()).pw_bias_relu
+    y = np.empty((x.shape[0], w.shape[0], *x.shape[2:]), np.float32)
+    arrays = [x, w, b, y]
+    shapes = [(ctypes.c_int64 * a.ndim)(*a.shape) for a in arrays]
+    status = function(4, (ctypes.c_void_p * 4)(*[a.ctypes.data for a in arrays]),
+                      (ctypes.c_int * 4)(*[a.ndim for a in arrays]),
+                      (ctypes.POINTER(ctypes.c_int64) * 4)(*[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64))
+                                                            for s in shapes]),
+                      (ctypes.c_char_p * 4)(*[b"float32"] * 4), None, None)
+    assert status == 0
+    return y
+
+
+def test_kernel_thread_pool_serves_concurrent_callers_and_forked_children():
+    """Two threads in one kernel at once (MindSpore runs independent ops in parallel) and a forked child (a data
+    worker) must each get the right answer: the pool runs a caller that finds it busy, or a child, serially."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 32, 40, 40)).astype(np.float32)  # large enough to go parallel
+    w = rng.standard_normal((48, 32, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(48).astype(np.float32)
+    want = np.maximum(np.einsum("nihw,oi->nohw", x, w[:, :, 0, 0]) + b[:, None, None], 0)
+    outputs = [None] * 8
+
+    def work(index):
+        for _ in range(5):
+            outputs[index] = _call_pointwise_kernel(x, w, b)
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(len(outputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got in outputs:
+        assert np.abs(got - want).max() <= 1e-4
+    child = os.fork()
+    if child == 0:
+        os._exit(0 if np.abs(_call_pointwise_kernel(x, w, b) - want).max() <= 1e-4 else 1)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, 9)
+        pytest.fail("the forked child hung in the kernel's thread pool")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_missing_compiler_falls_back_to_mindspore_ops_with_a_warning(monkeypatch, tmp_path):

@@ -10,6 +10,12 @@ the hooks; `fold_batchnorm`'s callers compare outputs before and after, which ca
 
 Folding: with s = gamma / sqrt(moving_variance + eps), the conv weight becomes w * s (per output channel) and
 its bias (added when it had none) beta + (b - moving_mean) * s; the BN is replaced by `nn.Identity`.
+
+The same trace finds a ReLU that is the only reader of a conv's (or its folded BN's) output. When the conv can apply
+it in its own kernel (it has `absorb_relu()`: the custom-kernel cells of src/kernels and
+`src.models.layers.PointwiseConv2d`), it does, and the ReLU cell becomes `nn.Identity`: one launch instead of three
+(conv, bias, ReLU) per conv at batch-1 inference on CPU. A ReLU run inside a BN (`BatchNorm2d(relu=True)`) moves
+into the conv the same way, or becomes an `nn.ReLU` cell where the conv cannot take it.
 """
 import numpy as np
 import mindspore
@@ -28,7 +34,8 @@ def reparameterize(net):
 
 
 def _trace(net, sample):
-    """One PyNative eval forward with hooks: the conv -> BN pairs that can fold, as (conv name, BN name)."""
+    """One PyNative eval forward with hooks: (conv -> BN pairs that can fold as (conv name, BN name),
+    {conv name: name of the ReLU cell that alone reads the conv's or its folded BN's output})."""
     produced, consumers, calls = {}, {}, {}
     alive = []  # keep every traced tensor referenced so that no id() is reused during the pass
 
@@ -39,7 +46,7 @@ def _trace(net, sample):
                 for tensor in inputs:
                     consumers.setdefault(id(tensor), []).append(name)
                 alive.extend(inputs)
-            if isinstance(cell, nn.Conv2d):
+            if isinstance(cell, (nn.Conv2d, nn.BatchNorm2d)):
                 produced[id(output)] = name
                 alive.append(output)
         return record
@@ -55,19 +62,25 @@ def _trace(net, sample):
             handle.remove()
         mindspore.set_context(mode=previous_mode)
 
-    pairs = []
-    for tensor_id, conv_name in produced.items():
+    def only_reader(tensor_id):
         users = consumers.get(tensor_id, [])
-        if len(users) != 1:
+        return users[0] if len(users) == 1 and calls[users[0]] == 1 else None
+
+    output_of = {name: tensor_id for tensor_id, name in produced.items()}
+    pairs, relus = [], {}
+    for tensor_id, conv_name in produced.items():
+        conv = cells[conv_name]
+        if not isinstance(conv, nn.Conv2d) or calls[conv_name] != 1:
             continue
-        conv, bn = cells[conv_name], cells[users[0]]
-        if (isinstance(bn, nn.BatchNorm2d) and calls[conv_name] == 1 and calls[users[0]] == 1
-                and bn.use_batch_statistics is not True and conv.data_format == "NCHW"
+        reader = only_reader(tensor_id)
+        bn = cells.get(reader)
+        if (isinstance(bn, nn.BatchNorm2d) and bn.use_batch_statistics is not True and conv.data_format == "NCHW"
                 and bn.moving_mean.shape[0] == conv.out_channels):
-            pairs.append((conv_name, users[0]))
-    return pairs
-
-
+            pairs.append((conv_name, reader))
+            reader = only_reader(output_of[reader])
+        if type(cells.get(reader)) is nn.ReLU:  # pylint: disable=unidiomatic-typecheck  (not ReLU6 or others)
+            relus[conv_name] = reader
+    return pairs, relus
 def _replace_child(net, path, new_cell):
     parent_path, _, key = path.rpartition(".")
     parent = net if not parent_path else dict(net.cells_and_names())[parent_path]
@@ -93,16 +106,30 @@ def _fold(conv, bn, conv_name):
 
 
 def fold_batchnorm(net, sample):
-    """Fold every traceable conv -> BN pair of `net` (in eval mode) in place; returns the folded (conv, BN) names.
+    """Fold every traceable conv -> BN pair of `net` (in eval mode) in place, and move each ReLU that follows one of
+    them into the conv where it can run there; returns the folded (conv, BN) names.
 
     `sample` is an input batch of the shape the network will see; its values do not matter.
     """
     net.set_train(False)
-    pairs = _trace(net, sample)
+    pairs, relus = _trace(net, sample)
     cells = dict(net.cells_and_names())
     for conv_name, bn_name in pairs:
-        _fold(cells[conv_name], cells[bn_name], conv_name)
-        _replace_child(net, bn_name, nn.ReLU() if getattr(cells[bn_name], "relu", False) else nn.Identity())
+        conv = cells[conv_name]
+        _fold(conv, cells[bn_name], conv_name)
+        replacement = nn.Identity()
+        if getattr(cells[bn_name], "relu", False):
+            if hasattr(conv, "absorb_relu"):
+                conv.absorb_relu()
+            else:
+                replacement = nn.ReLU()
+        _replace_child(net, bn_name, replacement)
+    for conv_name, relu_name in relus.items():
+        if hasattr(cells[conv_name], "absorb_relu"):
+            cells[conv_name].absorb_relu()
+            _replace_child(net, relu_name, nn.Identity())
+    for _, cell in net.cells_and_names():  # graph mode would reuse a graph compiled before the change
+        cell.compile_cache.clear()
     return pairs
 
 

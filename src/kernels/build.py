@@ -97,6 +97,11 @@ def depthwise_library(geometry) -> str:
     return build_library("depthwise_conv.cc", depthwise_name(geometry), _depthwise_defines(geometry))
 
 
+def pointwise_library() -> str:
+    """The 1x1 conv + bias (+ ReLU) inference library (no geometry: one build)."""
+    return build_library("pointwise_conv.cc", "pointwise", {})
+
+
 def keep_float32(cell_flags: dict) -> dict:
     """Mixed-precision flags (to_float / AMP levels) for a cell whose kernels are float32 only: it stays float32,
     as AMP keeps BatchNorm (its inputs are cast, its outputs are float32)."""

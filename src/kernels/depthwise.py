@@ -2,7 +2,8 @@
 
 `DepthwiseConv2d` is an `nn.Conv2d` (same parameter, same checkpoint keys, same maths); on CPU its construct calls
 the AOT custom operators, elsewhere, or when the kernels are switched off (export: a MINDIR must not depend on a
-local shared library) or cannot be built, it is the plain convolution.
+local shared library) or cannot be built, it is the plain convolution. In inference a BN-folded conv (it has a bias)
+runs bias and, once `absorb_relu()` was called (src/deploy/fuse.py), the ReLU after it inside the same kernel.
 """
 import mindspore.nn as nn
 import mindspore.ops as ops
@@ -11,12 +12,13 @@ from src.kernels.build import depthwise_library, depthwise_name, keep_float32, k
 
 
 def _depthwise_ops(geometry):
-    """(forward, input_grad, weight_grad) Custom ops for one geometry; forward carries its gradient."""
+    """Custom ops for one geometry, each carrying its gradient: (x, w) -> conv(x, w) (training), and the inference
+    forms (x, w, b) -> conv(x, w) + b and its ReLU."""
     library = depthwise_library(geometry)
     name = depthwise_name(geometry)
     kh, kw, sh, sw, ph, pw = geometry
 
-    def out_shape(x, _w):
+    def out_shape(x, *_):
         return [x[0], x[1], (x[2] + 2 * ph - kh) // sh + 1, (x[3] + 2 * pw - kw) // sw + 1]
 
     input_grad = ops.Custom(f"{library}:{name}_input_grad", lambda x, _w, _dy: x, lambda x, _w, _dy: x,
@@ -27,8 +29,17 @@ def _depthwise_ops(geometry):
     def bprop(x, w, _out, dout):
         return input_grad(x, w, dout), weight_grad(x, w, dout)
 
+    def bias_bprop(x, w, _b, _out, dout):
+        return input_grad(x, w, dout), weight_grad(x, w, dout), dout.sum((0, 2, 3))
+
+    def bias_relu_bprop(x, w, b, out, dout):
+        return bias_bprop(x, w, b, out, dout * (out > 0).astype(dout.dtype))
+
     forward = ops.Custom(f"{library}:{name}_forward", out_shape, lambda x, _w: x, func_type="aot", bprop=bprop)
-    return forward
+    forward_bias, forward_bias_relu = (
+        ops.Custom(f"{library}:{name}_forward_bias{suffix}", out_shape, lambda x, _w, _b: x, func_type="aot",
+                   bprop=gradient) for suffix, gradient in (("", bias_bprop), ("_relu", bias_relu_bprop)))
+    return forward, forward_bias, forward_bias_relu
 
 
 class DepthwiseConv2d(nn.Conv2d):
@@ -40,15 +51,26 @@ class DepthwiseConv2d(nn.Conv2d):
         kh, kw = self.kernel_size
         sh, sw = self.stride
         top, bottom, left, right = (self.padding,) * 4 if isinstance(self.padding, int) else self.padding
-        self.custom = None
+        self.custom = self.inference_bias = self.inference_bias_relu = None
+        self.fused_relu = False
         if top == bottom and left == right and tuple(self.dilation) in ((1, 1), (1, 1, 1, 1)) and kernels_usable():
-            self.custom = _depthwise_ops((kh, kw, sh, sw, top, left))
+            self.custom, self.inference_bias, self.inference_bias_relu = _depthwise_ops((kh, kw, sh, sw, top, left))
+
+    def absorb_relu(self):
+        """From now on the cell computes relu(conv(x)): the ReLU cell after it can go (BN folding does this)."""
+        self.fused_relu = True
 
     def construct(self, x):
         if self.custom is None:
-            return super().construct(x)
-        y = self.custom(x, self.weight)
-        return self.bias_add(y, self.bias) if self.has_bias else y
+            y = super().construct(x)
+        elif not self.training and self.has_bias:
+            if self.fused_relu:
+                return self.inference_bias_relu(x, self.weight, self.bias)
+            return self.inference_bias(x, self.weight, self.bias)
+        else:
+            y = self.custom(x, self.weight)
+            y = self.bias_add(y, self.bias) if self.has_bias else y
+        return ops.relu(y) if self.fused_relu else y
 
     def add_flags_recursive(self, **flags):
         """Mixed precision leaves this cell in float32 when it runs the (float32) kernels."""

@@ -1,12 +1,15 @@
 // Shared by the custom CPU kernels: thread count, a blocking parallel_for and the float32 guard.
 #pragma once
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -23,21 +26,79 @@ inline int thread_count() {
   return count;
 }
 
+// Helper threads that sleep on a condition variable between calls (no spinning), started on first use: starting
+// a thread per call cost 20-50 us, as much as a whole batch-1 inference kernel. One pool per library (this header
+// is compiled into each); a call that finds the pool busy (another MindSpore thread inside it) runs serially, and
+// so does a forked child, whose copy of the pool has no threads.
+class Pool {
+ public:
+  using Job = void (*)(const void *body, int64_t first, int64_t last);
+
+  static Pool &instance() {
+    static Pool *pool = new Pool(thread_count() - 1);  // never destroyed: helpers outlive static destructors
+    return *pool;
+  }
+
+  // Runs job(body, first, last) over [0, tasks) in one chunk per thread; false when it could not (busy, forked).
+  bool run(int64_t tasks, Job job, const void *body) {
+    std::unique_lock<std::mutex> busy(submit_, std::try_to_lock);
+    if (!busy.owns_lock() || getpid() != owner_ || helpers_.empty()) return false;
+    const int64_t chunk = (tasks + helpers_.size()) / (helpers_.size() + 1);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = job, body_ = body, tasks_ = tasks, chunk_ = chunk, pending_ = static_cast<int>(helpers_.size());
+      ++generation_;
+    }
+    wake_.notify_all();
+    job(body, 0, std::min(tasks, chunk));
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    return true;
+  }
+
+ private:
+  explicit Pool(int helpers) : owner_(getpid()) {
+    for (int index = 1; index <= helpers; ++index) helpers_.emplace_back([this, index] { serve(index); });
+    for (auto &helper : helpers_) helper.detach();
+  }
+
+  void serve(int index) {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return generation_ != seen; });
+      seen = generation_;
+      const int64_t first = std::min(tasks_, index * chunk_), last = std::min(tasks_, (index + 1) * chunk_);
+      Job job = job_;
+      const void *body = body_;
+      lock.unlock();
+      if (first < last) job(body, first, last);
+      lock.lock();
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex submit_, mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> helpers_;
+  const pid_t owner_;
+  Job job_ = nullptr;
+  const void *body_ = nullptr;
+  int64_t tasks_ = 0, chunk_ = 0;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+};
+
 // body(first, last) over [0, tasks) in contiguous chunks, one per thread; serial when the call is too small
-// (`work` elements) for a thread start (~20 us) to pay off.
+// (`work` multiply-adds) for waking the helpers (~10 us) to pay off.
 template <typename Body>
 void parallel_for(int64_t tasks, int64_t work, const Body &body) {
-  const int threads = static_cast<int>(std::min<int64_t>(thread_count(), tasks));
-  if (threads <= 1 || work < (1 << 16)) {
+  if (tasks <= 1 || thread_count() <= 1 || work < (1 << 16)) {
     body(0, tasks);
     return;
   }
-  std::vector<std::thread> helpers;
-  const int64_t chunk = (tasks + threads - 1) / threads;
-  for (int t = 1; t < threads; ++t)
-    helpers.emplace_back(body, std::min(tasks, t * chunk), std::min(tasks, (t + 1) * chunk));
-  body(0, std::min(tasks, chunk));
-  for (auto &helper : helpers) helper.join();
+  const Pool::Job job = [](const void *b, int64_t first, int64_t last) { (*static_cast<const Body *>(b))(first, last); };
+  if (!Pool::instance().run(tasks, job, &body)) body(0, tasks);
 }
 
 // The kernels are float32 only; the Python cells keep mixed precision away from them, this is the last guard.

@@ -5,10 +5,12 @@ Child cells are named after the official GhostNet / timm state_dict keys so that
 """
 import math
 
+import mindspore
 import mindspore.nn as nn
 import mindspore.ops as ops
 
 from src.kernels import BatchNorm2d, DepthwiseConv2d, kernels_usable
+from src.kernels.pointwise import pointwise_inference_ops
 
 
 def make_divisible(value: float, divisor: int = 4, min_value: int = None) -> int:
@@ -72,23 +74,41 @@ class PointwiseConv2d(nn.Conv2d):
 
     There a conv is a (N, C) x (C, O) product, but MindSpore's CPU conv kernels (oneDNN) take 5-15x longer than a
     MatMul on it, its weight gradient above all (the head's alone was 45 ms of a 630 ms GhostNet training step at
-    32 px). In inference the conv stays: at batch 1 it beat the MatMul plus the copy that reshaping the weight
-    costs (GhostNet 1.0x at 224 px: 39-43 ms against 45-46 ms), and exported graphs keep their convs. The weight
-    keeps the conv's (O, C, 1, 1) shape and name, so checkpoints and BN folding are unchanged. The map size and the
-    training flag are static in graph mode, so the branch is resolved when the graph compiles.
+    32 px). In inference the conv stays (at batch 1 it beat the MatMul plus the copy that reshaping the weight
+    costs), and exported graphs keep their convs; with a bias (a BN-folded or SE conv) on CPU with the custom
+    kernels, conv + bias and, after `absorb_relu()`, the ReLU that follows run as one kernel
+    (src/kernels/pointwise.py). The weight keeps the conv's (O, C, 1, 1) shape and name, so checkpoints and BN
+    folding are unchanged. The map size and the training flag are static in graph mode, so the branch is resolved
+    when the graph compiles.
     """
 
     def __init__(self, in_channels, out_channels, has_bias=False):
         super().__init__(in_channels, out_channels, 1, has_bias=has_bias)
         self.matmul = ops.MatMul(transpose_b=True)
+        self.fused_relu = False
+        self.inference_bias = self.inference_bias_relu = None
+        if kernels_usable():
+            self.inference_bias, self.inference_bias_relu = pointwise_inference_ops()
+
+    def absorb_relu(self):
+        """From now on the cell computes relu(conv(x)): the ReLU cell after it can go (BN folding does this)."""
+        self.fused_relu = True
 
     def construct(self, x):
+        if not self.training and self.has_bias and self.inference_bias is not None:
+            if x.dtype != mindspore.float32:  # the kernel is float32 only (an AMP-cast inference input)
+                x = x.astype(mindspore.float32)
+            if self.fused_relu:
+                return self.inference_bias_relu(x, self.weight, self.bias)
+            return self.inference_bias(x, self.weight, self.bias)
         if not self.training or x.shape[2] != 1 or x.shape[3] != 1:
-            return super().construct(x)
-        out = self.matmul(x.reshape(-1, self.in_channels), self.weight.reshape(self.out_channels, -1))
-        if self.has_bias:
-            out = out + self.bias
-        return out.reshape(-1, self.out_channels, 1, 1)
+            out = super().construct(x)
+        else:
+            out = self.matmul(x.reshape(-1, self.in_channels), self.weight.reshape(self.out_channels, -1))
+            if self.has_bias:
+                out = out + self.bias
+            out = out.reshape(-1, self.out_channels, 1, 1)
+        return ops.relu(out) if self.fused_relu else out
 
 
 def batch_norm(channels):
