@@ -3,18 +3,22 @@
     python scripts/benchmark.py                                   # ghostnet_100, every workload, every runtime
     python scripts/benchmark.py --workloads train_32 --repeats 10 --no-reference
     python scripts/benchmark.py --kernels both                    # MindSpore with and without src/kernels
+    python scripts/benchmark.py --rounds 3                        # every runtime 3 times, round-robin: the README table
 
 Workloads: `infer_224` (batch 1, 3 x 224 x 224, 1000 classes: latency in graph mode of the network as trained and of
-its inference form, BN folded into the convs as export.py does, and of the exported MINDIR through nn.GraphCell;
-the MINDIR always holds MindSpore's own convs, not src/kernels), `train_224` (batch 32, 3 x 224 x 224, 1000 classes: training images/s) and `train_32` (batch 128,
-1 x 32 x 32, 10 classes: the Fashion-MNIST main job's setting). A training step is forward, label-smoothed
-cross-entropy, backward and an SGD-momentum update, on a fixed batch (no data pipeline).
+its inference form, BN folded into the convs and ReLUs into the kernels as export.py does, and of the exported MINDIR
+through nn.GraphCell; the MINDIR always holds MindSpore's own ops, not src/kernels), `train_224` (batch 32,
+3 x 224 x 224, 1000 classes: training images/s) and `train_32` (batch 128, 1 x 32 x 32, 10 classes: the
+Fashion-MNIST main job's setting). A training step is forward, label-smoothed cross-entropy, backward and an
+SGD-momentum update, on a fixed batch (no data pipeline).
 
 Every (runtime, workload) runs in a fresh process: timings are medians over `--repeats` runs after `--warmup`
 untimed ones (the first MindSpore call, which compiles the graph, is reported as compile time); peak memory is
-the process's resident high-water mark (framework included). The PyTorch / ONNX Runtime half runs under the
-reference environment (.venv-torch, `WITH_TORCH=1 bash scripts/setup.sh`; or TORCH_PYTHON) when there is one.
-Ratios are MindSpore over the reference: for latency below 1 means MindSpore is faster, for images/s above 1.
+the process's resident high-water mark (framework included). This host's speed drifts by up to 1.5x over minutes,
+so `--rounds` repeats the whole set round-robin and keeps each runtime's median round. The PyTorch / ONNX Runtime
+half runs under the reference environment (.venv-torch, `WITH_TORCH=1 bash scripts/setup.sh`; or TORCH_PYTHON)
+when there is one. Ratios are MindSpore over the reference: for latency below 1 means MindSpore is faster, for
+images/s above 1.
 """
 import argparse
 import json
@@ -41,6 +45,8 @@ def parse_args(argv=None):
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every runtime this many times, round-robin, and keep the median round")
     parser.add_argument("--kernels", choices=("on", "off", "both"), default="on",
                         help="MindSpore with the custom CPU kernels of src/kernels, without, or both")
     parser.add_argument("--no-reference", action="store_true", help="skip PyTorch and ONNX Runtime")
@@ -143,37 +149,57 @@ def _run(command, env=None):
     return json.loads(lines[-1])
 
 
+def _value(workload, result):
+    return result["images_per_s"] if WORKLOADS[workload]["train"] else result["latency_ms"]
+
+
 def measure(args):
-    """[(runtime label, workload, result dict)] for every requested pair, each from a fresh process."""
+    """[(runtime label, workload, result dict)] for every requested pair. Each measurement is a fresh process; with
+    `--rounds` N every pair is measured N times, round-robin (a slow spell of the host hits every runtime alike),
+    and the round with the median figure is kept (its figures of every round under "rounds")."""
     torch_python = None if args.no_reference else _torch_python()
     torch_env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(REPO), "shared", "tools"))
-    rows = []
+    jobs = []
     for workload in args.workloads:
         work = WORKLOADS[workload]
-        runtimes = []
         for kernels in (("on", "off") if args.kernels == "both" else (args.kernels,)):
             suffix = "" if args.kernels != "both" else ", custom kernels" if kernels == "on" else ", oneDNN only"
-            runtimes.append((f"MindSpore graph{suffix}", "mindspore", kernels))
+            jobs.append((f"MindSpore graph{suffix}", workload, "mindspore", kernels))
             if not work["train"]:
-                runtimes.append((f"MindSpore graph, BN folded{suffix}", "folded", kernels))
+                jobs.append((f"MindSpore graph, BN folded{suffix}", workload, "folded", kernels))
         if not work["train"]:
-            runtimes.append(("MindSpore MINDIR (BN folded)", "mindir", "off"))
+            jobs.append(("MindSpore MINDIR (BN folded)", workload, "mindir", "off"))
         if torch_python:
-            runtimes.append(("PyTorch eager", "pytorch", None))
+            jobs.append(("PyTorch eager", workload, "pytorch", None))
             if not work["train"]:
-                runtimes.append(("ONNX Runtime", "onnxruntime", None))
-        for label, runtime, kernels in runtimes:
+                jobs.append(("ONNX Runtime", workload, "onnxruntime", None))
+    results = {job: [] for job in jobs}
+    for round_index in range(args.rounds):
+        for job in jobs:
+            label, workload, runtime, kernels = job
             if runtime in ("pytorch", "onnxruntime"):
                 command = [torch_python, os.path.join(REPO, "scripts", "benchmark_torch.py"), "--runtime", runtime,
-                           "--workload", json.dumps(work), "--model", args.model, "--repeats", str(args.repeats),
-                           "--warmup", str(args.warmup)]
+                           "--workload", json.dumps(WORKLOADS[workload]), "--model", args.model,
+                           "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
                 result = _run(command, torch_env)
             else:
                 spec = dict(runtime=runtime, workload=workload, model=args.model, kernels=kernels,
                             repeats=args.repeats, warmup=args.warmup)
                 result = _run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)])
-            print(f"  {workload:10s} {label:28s} {json.dumps(result)}", file=sys.stderr, flush=True)
-            rows.append((label, workload, result))
+            print(f"  round {round_index + 1} {workload:10s} {label:28s} {json.dumps(result)}", file=sys.stderr,
+                  flush=True)
+            results[job].append(result)
+    rows = []
+    for job in jobs:
+        label, workload = job[:2]
+        good = sorted((r for r in results[job] if "error" not in r), key=lambda r: _value(workload, r))
+        if not good:
+            rows.append((label, workload, results[job][-1]))
+            continue
+        kept = dict(good[(len(good) - 1) // 2])
+        if args.rounds > 1:
+            kept["rounds"] = [round(_value(workload, r), 2) for r in good]
+        rows.append((label, workload, kept))
     return rows
 
 
@@ -197,15 +223,14 @@ def table(rows, model):
             lines.append(f"| {workload} | {label} | failed: {result['error']} | | | | |")
             continue
         train = WORKLOADS[workload]["train"]
-        value = result["images_per_s"] if train else result["latency_ms"]
+        value = _value(workload, result)
         cells = []
         for ref_label in ("PyTorch eager", "ONNX Runtime"):
             ref = reference.get((workload, ref_label))
             if ref is None or "error" in ref or ref_label == label:
                 cells.append("")
                 continue
-            ref_value = ref["images_per_s"] if train else ref["latency_ms"]
-            cells.append(f"{value / ref_value:.2f}x")
+            cells.append(f"{value / _value(workload, ref):.2f}x")
         compile_s = f"{result['compile_s']:.1f}" if "compile_s" in result else ""
         lines.append(f"| {workload} | {label} | {value:.1f} {'img/s' if train else 'ms'} | {cells[0]} | "
                      f"{cells[1]} | {compile_s} | {result['peak_rss_mib']:.0f} |")
@@ -218,7 +243,7 @@ def main(argv=None):
         print(json.dumps(mindspore_worker(json.loads(args.worker))))
         return
     print(f"machine: {_machine()}; every runtime uses all {os.cpu_count()} cores; medians of {args.repeats} runs "
-          f"after {args.warmup} warm-up", flush=True)
+          f"after {args.warmup} warm-up; median of {args.rounds} round(s)", flush=True)
     rows = measure(args)
     print(table(rows, args.model))
     if args.json:
