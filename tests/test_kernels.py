@@ -31,6 +31,7 @@ GEOMETRIES = [  # (kernel, stride, padding, channels, input H x W): odd sizes, c
     (3, 2, 1, 5, (12, 37)),
     (5, 2, 2, 2, (9, 40)),
     ((1, 5), 1, (0, 0, 2, 2), 2, (3, 33)),
+    (4, 2, 2, 3, (9, 37)),  # an even kernel at stride 2: the last input column lies past the last output's taps
 ]
 
 

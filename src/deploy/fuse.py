@@ -78,9 +78,11 @@ def _trace(net, sample):
                 and bn.moving_mean.shape[0] == conv.out_channels):
             pairs.append((conv_name, reader))
             reader = only_reader(output_of[reader])
-        if type(cells.get(reader)) is nn.ReLU:  # pylint: disable=unidiomatic-typecheck  (not ReLU6 or others)
+        if type(cells.get(reader)) is nn.ReLU:  # exactly: a subclass may compute something else
             relus[conv_name] = reader
     return pairs, relus
+
+
 def _replace_child(net, path, new_cell):
     parent_path, _, key = path.rpartition(".")
     parent = net if not parent_path else dict(net.cells_and_names())[parent_path]

@@ -109,7 +109,8 @@ typedef float vec __attribute__((vector_size(VEC * sizeof(float)), aligned(sizeo
 template <bool RELU>
 void forward_plane(const float *x, const float *w, const float *bias, float *y, int64_t plane, const Geometry &g) {
   const int64_t vectors = (g.ow + VEC - 1) / VEC;
-  const int64_t phase_cols = vectors * VEC + (KW - 1) / SW;  // every tap's vector load stays inside its phase row
+  // Wide enough for every input column and for every tap's vector load (whole vectors past the last output).
+  const int64_t phase_cols = std::max<int64_t>(vectors * VEC + (KW - 1) / SW, (g.wp + SW - 1) / SW);
   const int64_t phase_plane = g.hp * phase_cols;
   thread_local std::vector<float> in_buffer, row_buffer;
   float *buf = scratch(in_buffer, SW * phase_plane);
