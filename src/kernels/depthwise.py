@@ -59,6 +59,7 @@ class DepthwiseConv2d(nn.Conv2d):
     def absorb_relu(self):
         """From now on the cell computes relu(conv(x)): the ReLU cell after it can go (BN folding does this)."""
         self.fused_relu = True
+        self.compile_cache.clear()  # graph mode would otherwise rerun a graph compiled without the ReLU
 
     def construct(self, x):
         if self.custom is None:

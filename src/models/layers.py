@@ -93,6 +93,7 @@ class PointwiseConv2d(nn.Conv2d):
     def absorb_relu(self):
         """From now on the cell computes relu(conv(x)): the ReLU cell after it can go (BN folding does this)."""
         self.fused_relu = True
+        self.compile_cache.clear()  # graph mode would otherwise rerun a graph compiled without the ReLU
 
     def construct(self, x):
         if not self.training and self.has_bias and self.inference_bias is not None:
