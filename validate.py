@@ -4,7 +4,8 @@
         --ckpt_path outputs/ghostnet_100_fashion_mnist/best.ckpt
     python validate.py --config configs/ghostnet/ghostnet_100_fashion_mnist.yaml \\
         --mindir outputs/ghostnet_100_fashion_mnist/ghostnet_100_fashion_mnist.mindir
-Evaluates cfg.val_split (override with --val_split), prints a report and writes it as JSON to output_dir.
+Evaluates cfg.val_split (override with --val_split), prints a report and writes it to output_dir as JSON
+(eval_<checkpoint>_<split>.json) and its confusion matrix as a PNG heat map beside it (same name, .png).
 A checkpoint that does not fit the model is an error naming the keys; EMA weights are used when present.
 Every key of src/config.py's Config is a flag (--key value).
 """
@@ -20,6 +21,7 @@ from src.engine.build import build_model, config_from_command_line, setup_contex
 from src.engine.checkpoint import CheckpointError, load_weights
 from src.engine.evaluate import evaluate
 from src.engine.metrics import format_report
+from src.engine.plots import plot_confusion_matrix
 from src.engine.train_step import mixed_precision
 
 
@@ -32,13 +34,15 @@ def load_network(cfg, info):
 
 
 def write_report(report: dict, cfg) -> str:
+    """The JSON report and its confusion-matrix PNG; returns the JSON's path."""
     name = os.path.splitext(os.path.basename(cfg.mindir or cfg.ckpt_path))[0]
-    path = os.path.join(cfg.output_dir, f"eval_{name}_{cfg.val_split}.json")
+    stem = os.path.join(cfg.output_dir, f"eval_{name}_{cfg.val_split}")
     os.makedirs(cfg.output_dir, exist_ok=True)
-    with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+    with open(f"{stem}.json.tmp", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
-    os.replace(f"{path}.tmp", path)
-    return path
+    os.replace(f"{stem}.json.tmp", f"{stem}.json")
+    plot_confusion_matrix(report, f"{stem}.png")
+    return f"{stem}.json"
 
 
 def main(argv=None) -> dict:
@@ -57,7 +61,8 @@ def main(argv=None) -> dict:
               "split": cfg.val_split, **report}
     print(f"{cfg.model} on {cfg.dataset} ({cfg.val_split})")
     print(format_report(report))
-    print(f"report written to {write_report(report, cfg)}")
+    path = write_report(report, cfg)
+    print(f"report written to {path} (confusion matrix: {os.path.splitext(path)[0]}.png)")
     return report
 
 
