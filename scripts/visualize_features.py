@@ -7,7 +7,9 @@ that motivate Ghost modules (GhostNet paper, Fig. 1).
     python scripts/visualize_features.py --config CFG --list_layers
 
 The input is an image file (`--image`, preprocessed as the evaluation pipeline does) or image N of a dataset split
-(`--index N`, read with src/data's create_dataset; `--split`, default the config's val_split). `--layer` is a cell
+(`--index N`, read with src/data's create_dataset; `--split`, default the config's val_split). One image's figure
+moves with the image: `--images K` also averages the redundancy over images N .. N+K-1 (the grid shows image N),
+the figure to quote for a network. `--layer` is a cell
 name as `network.cells_and_names()` gives it. Without `--ckpt_path` the weights are random (a seeded init).
 
 Compare a network and its Ghost version on the same image: each `--compare` starts another model, given by its
@@ -24,6 +26,12 @@ Per model, in its output_dir (`--output_dir DIR`), named features_<model>[_s<rat
   .json  the figures of src/utils/redundancy.py: redundancy (mean over channels of the highest cosine similarity
          to another channel), the top pairs, each channel's nearest channel.
 The redundancy of every model is printed; with --compare also written to redundancy_compare_<input>.json.
+Trained VGG-16 against Ghost-VGG-16 (the comparison's runs, README):
+
+    python scripts/visualize_features.py --config configs/comparison/fashion_mnist.yaml --model ghost_vgg16 \
+        --index 0 --images 100 --layer features.4 --ghost_ratio 1 \
+        --ckpt_path outputs/comparison_fashion_mnist/ghost_vgg16_s1/best.ckpt \
+        --compare --ghost_ratio 2 --ckpt_path outputs/comparison_fashion_mnist/ghost_vgg16_s2/best.ckpt
 Any other `--key value` overrides that config key (src/config.py), as in train.py.
 """
 import argparse
@@ -84,6 +92,8 @@ def _parser():
     source.add_argument("--image", help="image file to feed (preprocessed as the evaluation pipeline does)")
     source.add_argument("--index", type=int, help="feed image N of the config's dataset split instead")
     parser.add_argument("--split", help="dataset split for --index (default: the config's val_split)")
+    parser.add_argument("--images", type=int, default=1,
+                        help="with --index N: also average the redundancy over images N .. N+K-1 (default 1)")
     parser.add_argument("--pairs", type=int, default=5, help="most similar channel pairs to mark (default 5)")
     parser.add_argument("--max_channels", type=int, default=0,
                         help="draw only the first this many channels (0: all; the figures use all)")
@@ -113,11 +123,13 @@ def parse_command_line(argv):
     args, rest = _parser().parse_known_args(segments[0])
     if args.pairs < 0 or args.max_channels < 0:
         raise VisualizeError("--pairs and --max_channels must be at least 0")
+    if args.images < 1 or (args.images > 1 and args.index is None):
+        raise VisualizeError("--images K needs --index N (images N .. N+K-1 of a dataset split) and K >= 1")
     first_overrides = parse_overrides(rest)
     specs = [ModelSpec(load_config(args.config, first_overrides), args.layer)]
     for segment in segments[1:]:
         seg, seg_rest = _segment_parser().parse_known_args(segment)
-        shared = [a for a in seg_rest if a.split("=")[0] in ("--image", "--index", "--split", "--pairs",
+        shared = [a for a in seg_rest if a.split("=")[0] in ("--image", "--index", "--images", "--split", "--pairs",
                                                               "--max_channels", "--list_layers")]
         if shared:
             raise VisualizeError(f"{shared[0].split('=')[0]} applies to every model: give it before the first "
@@ -146,20 +158,26 @@ def _statistics(cfg):
     return len(fmt.mean), mean, std
 
 
-def dataset_image(cfg, split, index):
-    """-> (float32 CHW image of the evaluation pipeline, DatasetInfo, description dict)."""
+def dataset_images(cfg, split, index, count=1):
+    """-> (float32 NCHW images index .. index+count-1 of the evaluation pipeline, DatasetInfo, description dict
+    of the first)."""
     dataset, info = create_dataset(cfg, split, training=False)
-    if not 0 <= index < info.num_samples:
-        raise VisualizeError(f"--index {index} is outside the {info.num_samples} images of the {split} split of "
-                             f"{cfg.data_dir}")
-    batch_size = cfg.eval_batch_size or cfg.batch_size
-    for b, (images, labels) in enumerate(dataset.create_tuple_iterator(output_numpy=True)):
-        if b == index // batch_size:
-            label = int(labels[index % batch_size])
-            return images[index % batch_size], info, dict(
+    if not (0 <= index and index + count <= info.num_samples):
+        raise VisualizeError(f"--index {index}{f' --images {count}' if count > 1 else ''} is outside the "
+                             f"{info.num_samples} images of the {split} split of {cfg.data_dir}")
+    images, labels, seen = [], [], 0
+    for batch, batch_labels in dataset.create_tuple_iterator(output_numpy=True):
+        start, stop = max(index - seen, 0), min(index + count - seen, len(batch))
+        if start < stop:
+            images.append(batch[start:stop])
+            labels.append(batch_labels[start:stop])
+        seen += len(batch)
+        if seen >= index + count:
+            label = int(labels[0][0])
+            return np.concatenate(images), info, dict(
                 dataset=cfg.dataset, data_dir=cfg.data_dir, split=split, index=index, label=label,
                 class_name=info.class_names[label])
-    raise VisualizeError(f"the {split} split of {cfg.data_dir} ended before image {index}")
+    raise VisualizeError(f"the {split} split of {cfg.data_dir} ended before image {index + count - 1}")
 
 
 def build_eval_network(cfg, info):
@@ -231,7 +249,7 @@ def unknown_layer_message(layer, names, model):
 
 
 def capture_layer(net, layer, batch, model="the model"):
-    """Run `batch` through `net` (PyNative) and return the output of the cell named `layer` as numpy
+    """Run `batch` through `net` (PyNative) and return the output of the cell named `layer` as (N, C, H, W) numpy
     (the first call's when the cell runs more than once), with the number of calls."""
     cells = dict(net.cells_and_names())
     if not layer or layer not in cells:
@@ -249,7 +267,7 @@ def capture_layer(net, layer, batch, model="the model"):
         shape = tuple(output.shape) if isinstance(output, ms.Tensor) else type(output).__name__
         raise VisualizeError(f"layer '{layer}' of {model} outputs {shape}, not feature maps (N, C, H, W): choose "
                              f"a conv, BN, activation or block (--list_layers shows each output shape)")
-    return output.asnumpy()[0], len(outputs)
+    return output.asnumpy(), len(outputs)
 
 
 def list_layers(net, batch):
@@ -365,22 +383,30 @@ def visualize(spec, args, used_stems):
     cfg = spec.cfg
     setup_context(cfg)  # device and seed (a random init is reproducible)
     ms.set_context(mode=ms.PYNATIVE_MODE)  # one image: hooks need PyNative, and compiling would cost more
-    image, info, source = None, None, None
+    batch, info, source = None, None, None
     if args.index is not None:
-        image, info, source = dataset_image(cfg, args.split or cfg.val_split, args.index)
+        batch, info, source = dataset_images(cfg, args.split or cfg.val_split, args.index, args.images)
     net, kind, in_channels = build_eval_network(cfg, info)
     if args.image is not None:
         image, source = file_image(cfg, args.image, in_channels)
-    if image is None:  # --list_layers without an input
-        image = np.zeros((in_channels, cfg.image_size, cfg.image_size), np.float32)
-    batch = np.asarray(image, np.float32)[None]
+        batch = np.asarray(image)[None]
+    if batch is None:  # --list_layers without an input
+        batch = np.zeros((1, in_channels, cfg.image_size, cfg.image_size), np.float32)
+    batch = np.asarray(batch, np.float32)
     if args.list_layers:
         print(f"{_model_label(cfg)}: cells and output shapes for a {tuple(batch.shape)} input")
         for name, kind_name, shape in list_layers(net, batch):
             print(f"  {name:<50} {kind_name:<22} {shape}")
         return None
-    maps, calls = capture_layer(net, spec.layer, batch, cfg.model)
+    all_maps, calls = capture_layer(net, spec.layer, batch, cfg.model)
+    maps = all_maps[0]
     summary = channel_redundancy(maps, args.pairs)
+    over_images = None
+    if len(all_maps) > 1:  # BN in eval mode: each image's maps are those it gives alone
+        scores = [channel_redundancy(m, 0)["redundancy"] for m in all_maps]
+        live = [r for r in scores if r is not None]
+        over_images = dict(first=args.index, count=len(scores), mean=float(np.mean(live)) if live else None,
+                           std=float(np.std(live)) if live else None, per_image=scores)
 
     os.makedirs(cfg.output_dir, exist_ok=True)
     stem = f"features_{_model_tag(cfg)}_{spec.layer}_{_source_tag(source)}"
@@ -393,7 +419,8 @@ def visualize(spec, args, used_stems):
     plot_feature_grid(maps, summary, png, title, args.max_channels)
     report = dict(model=cfg.model, ghost_ratio=cfg.ghost_ratio, width=cfg.width, ckpt_path=cfg.ckpt_path,
                   weights=kind, layer=spec.layer, layer_calls=calls, input=source,
-                  map_shape=list(maps.shape), similarity="cosine of the flattened raw maps", **summary, png=png)
+                  map_shape=list(maps.shape), similarity="cosine of the flattened raw maps", **summary,
+                  redundancy_over_images=over_images, png=png)
     _write_json(os.path.join(cfg.output_dir, stem + ".json"), report)
     best = summary["top_pairs"][0] if summary["top_pairs"] else None
     score = "n/a" if summary["redundancy"] is None else f"{summary['redundancy']:.4f}"
@@ -403,6 +430,9 @@ def visualize(spec, args, used_stems):
         print(f"  note: the layer ran {calls} times in one forward pass; these are the maps of its first call")
     print(f"  redundancy (mean over channels of the highest cosine similarity to another): {score}"
           f"   [{summary['dead_channels']} of {summary['channels']} maps all zero]")
+    if over_images is not None and over_images["mean"] is not None:
+        print(f"  redundancy over images {args.index}..{args.index + len(all_maps) - 1}: mean "
+              f"{over_images['mean']:.4f}, std {over_images['std']:.4f}")
     if best:
         print(f"  most similar pair: ch {best['a']} - ch {best['b']}, {best['similarity']:.4f}")
     print(f"  wrote {png} and {os.path.splitext(png)[0]}.json")
@@ -411,13 +441,19 @@ def visualize(spec, args, used_stems):
 
 def compare_table(reports):
     """The side-by-side lines printed after a --compare run."""
+    over = reports[0]["redundancy_over_images"]
     lines = ["redundancy: mean over channels of the highest cosine similarity to another channel",
-             f"{'model':<48} {'layer':<32} {'maps':>12} {'zero':>5} {'redundancy':>10}"]
+             f"{'model':<48} {'layer':<32} {'maps':>12} {'zero':>5} {'redundancy':>10}"
+             + (f" {'mean over ' + str(over['count']) + ' images':>22}" if over else "")]
     for r in reports:
         cfg_label = r["label"]
         shape = "x".join(map(str, r["map_shape"]))
         score = "n/a" if r["redundancy"] is None else f"{r['redundancy']:.4f}"
-        lines.append(f"{cfg_label:<48} {r['layer']:<32} {shape:>12} {r['dead_channels']:>5} {score:>10}")
+        line = f"{cfg_label:<48} {r['layer']:<32} {shape:>12} {r['dead_channels']:>5} {score:>10}"
+        if over:
+            mean, std = r["redundancy_over_images"]["mean"], r["redundancy_over_images"]["std"]
+            line += f" {'n/a' if mean is None else f'{mean:.4f} +- {std:.4f}':>22}"
+        lines.append(line)
     return lines
 
 
@@ -435,7 +471,7 @@ def main(argv=None):
                             f"redundancy_compare_{_source_tag(reports[0]['input'])}.json")
         _write_json(path, [{k: r[k] for k in ("label", "model", "ghost_ratio", "width", "ckpt_path", "weights",
                                               "layer", "map_shape", "channels", "dead_channels", "redundancy",
-                                              "top_pairs", "png")} for r in reports])
+                                              "redundancy_over_images", "top_pairs", "png")} for r in reports])
         print(f"comparison written to {path}")
     return 0
 

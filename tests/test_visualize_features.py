@@ -113,7 +113,7 @@ def test_capture_is_the_cells_output():
     x = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
     maps, calls = capture_layer(net, "conv_stem", x)
     assert calls == 1
-    np.testing.assert_allclose(maps, net.conv_stem(mindspore.Tensor(x)).asnumpy()[0], atol=1e-6)
+    np.testing.assert_allclose(maps, net.conv_stem(mindspore.Tensor(x)).asnumpy(), atol=1e-6)
 
 
 def test_png_grid_and_json_for_a_checkpoint(tmp_path, image, capsys):
@@ -152,6 +152,30 @@ def test_compare_plain_and_ghost_vgg_on_a_dataset_image(tmp_path, capsys):
         assert f"{r['label']:<48} features.3" in out and f"{r['redundancy']:.4f}" in out
     report = json.loads((tmp_path / "out" / "features_ghost_vgg16_s1_features.3_test4.json").read_text())
     assert report["input"]["index"] == 4 and report["input"]["label"] == 4  # label j % 10 in the fixture
+
+
+def test_redundancy_over_consecutive_images_is_each_images_own(tmp_path, capsys):
+    """--images K runs K images as one batch; each image's figure must be the one it gives alone (eval-mode BN)."""
+    data_dir = make_idx_dataset(str(tmp_path / "idx"), n_train=4, n_test=6, size=32)
+    common = [*TINY, "--dataset", "fashion_mnist", "--data_dir", data_dir, "--layer", LAYER, "--split", "test",
+              "--eval_batch_size", "4", "--output_dir", str(tmp_path / "out")]
+    assert visualize_main([*common, "--index", "1", "--images", "4", "--compare", "--width", "0.5"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "out" / "redundancy_compare_test1.json").read_text())
+    for row in rows:
+        over = row["redundancy_over_images"]
+        assert over["first"] == 1 and over["count"] == 4 and len(over["per_image"]) == 4  # across two batches
+        assert over["per_image"][0] == pytest.approx(row["redundancy"])
+        assert over["mean"] == pytest.approx(np.mean(over["per_image"]))
+        assert f"{over['mean']:.4f} +- {over['std']:.4f}" in out
+    assert len({round(r, 6) for r in rows[0]["redundancy_over_images"]["per_image"]}) > 1  # images differ
+    assert visualize_main([*common, "--index", "3"]) == 0  # image 3 alone, the third of the batch above
+    alone = json.loads((tmp_path / "out" / f"features_ghostnet_050_w0.25_{LAYER}_test3.json").read_text())
+    assert alone["redundancy"] == pytest.approx(rows[0]["redundancy_over_images"]["per_image"][2], abs=1e-5)
+    with pytest.raises(VisualizeError, match="--index 4 --images 3 is outside the 6 images of the test split"):
+        visualize_main([*common, "--index", "4", "--images", "3"])
+    with pytest.raises(VisualizeError, match="--images K needs --index N"):
+        visualize_main([*TINY, "--image", "x.png", "--layer", LAYER, "--images", "2"])
 
 
 def test_unknown_layer_names_the_closest(tmp_path, image):
