@@ -209,6 +209,8 @@ def test_config_errors(tmp_path, overrides, message):
         create_dataset(_cfg(**{"dataset": "fashion_mnist", "data_dir": tmp_path, **overrides}), "train", True)
     with pytest.raises(DatasetError, match=r"split 'dev' is not one of"):
         create_dataset(_cfg("fashion_mnist", tmp_path), "dev", False)
+    with pytest.raises(DatasetError, match=r"test split of .* has 1 images, fewer than the 2 devices evaluating it"):
+        create_dataset(_cfg("fashion_mnist", tmp_path), "test", False, num_shards=2, shard_id=1)
 
 
 @pytest.mark.parametrize("policy", ["error", "skip"])

@@ -95,6 +95,9 @@ def create_dataset(cfg, split, training, num_shards=1, shard_id=0):
         raise DatasetError(f"{split} split of {cfg.data_dir} has {len(labels)} images, fewer than batch_size "
                            f"{cfg.batch_size} per shard ({num_shards} shards): no full training batch")
     if not training:
+        if len(labels) < num_shards:  # a rank with nothing to evaluate would fail inside MindSpore's pipeline
+            raise DatasetError(f"{split} split of {cfg.data_dir} has {len(labels)} images, fewer than the "
+                               f"{num_shards} devices evaluating it: run the evaluation on at most {len(labels)}")
         images, labels = images[shard_id::num_shards], labels[shard_id::num_shards]
 
     if isinstance(images, np.ndarray):
