@@ -42,7 +42,9 @@ def parse_args(argv=None):
                         help="the shared schedule (its model key is replaced by each entry)")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="entries: NAME or NAME:GHOST_RATIO")
     parser.add_argument("--output", default=None, help="default: outputs/comparison_<config name>")
-    parser.add_argument("--reuse", action="store_true", help="do not retrain entries whose run has every epoch")
+    parser.add_argument("--reuse", action="store_true",
+                        help="do not retrain entries whose run has every epoch (their memory and wall time come "
+                             "from OUTPUT/comparison.json; without one those columns stay blank)")
     parser.add_argument("--latency_repeats", type=int, default=30)
     args, rest = parser.parse_known_args(argv)
     overrides = parse_overrides(rest)
