@@ -208,6 +208,11 @@ def _validate_teacher(cfg: Config):
     if cfg.teacher_model and not cfg.teacher_ckpt:
         raise ConfigError(f"config key 'teacher_model' ({cfg.teacher_model}) needs 'teacher_ckpt': a teacher with "
                           f"random weights has nothing to teach")
+    if not (cfg.teacher_model or cfg.teacher_mindir):
+        for key in ("kd_temperature", "kd_weight"):  # would be ignored: plain training where distillation was meant
+            if getattr(cfg, key) != _FIELDS[key].default:
+                raise ConfigError(f"config key '{key}' ({getattr(cfg, key)}) is set but no teacher is: give "
+                                  f"teacher_model with teacher_ckpt, or teacher_mindir")
 
 
 def _closest_choice(value, allowed):

@@ -188,6 +188,8 @@ def test_mindir_teacher_trains_as_its_checkpoint_does(tmp_path, capsys):
     (dict(teacher_model="tiny_net"), "config key 'teacher_model' (tiny_net) needs 'teacher_ckpt'"),
     (dict(teacher_model="tiny_net", teacher_ckpt="t.ckpt", teacher_mindir="t.mindir"),
      "config keys 'teacher_mindir' and 'teacher_model' / 'teacher_ckpt' both name a teacher"),
+    (dict(kd_weight=0.7), "config key 'kd_weight' (0.7) is set but no teacher is"),
+    (dict(kd_temperature=4.0), "config key 'kd_temperature' (4.0) is set but no teacher is"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
