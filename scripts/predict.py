@@ -16,7 +16,6 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,9 +23,8 @@ import src  # noqa: E402,F401  (before mindspore: picks the CPU kernels)
 import mindspore  # noqa: E402
 
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
-from src.data import DATASETS, DatasetError, create_dataset  # noqa: E402
+from src.data import DatasetError, create_dataset, dataset_statistics, image_file_preprocess  # noqa: E402
 from src.data.readers import IMAGE_EXTENSIONS  # noqa: E402
-from src.data.transforms import eval_transforms, normalize  # noqa: E402
 from src.deploy import ExportedModelError, load_exported  # noqa: E402
 from src.deploy.network import build_network  # noqa: E402
 from src.engine.build import setup_context  # noqa: E402
@@ -66,36 +64,6 @@ def find_images(paths):
         else:
             raise PredictError(f"image file or folder not found: {path}")
     return found
-
-
-def _statistics(cfg):
-    """The normalisation the dataset pipeline applies, without reading the data (predict may run without it)."""
-    fmt = DATASETS[cfg.dataset]
-    return (cfg.mean if cfg.mean is not None else fmt.mean), (cfg.std if cfg.std is not None else fmt.std)
-
-
-def make_preprocess(cfg, in_channels, mean, std):
-    """path -> float32 CHW array, through the evaluation ops of the config's dataset.
-
-    Small-data configs (crop_pct null) resize the whole image, which is square in those datasets; any other
-    image is centre-cropped to square afterwards so that it fits the network.
-    """
-    ops = eval_transforms(cfg, None, DATASETS[cfg.dataset].imagenet_like) + [normalize(mean, std)]
-    size = cfg.image_size
-
-    def preprocess(path):
-        try:
-            with Image.open(path) as image:
-                pixels = np.asarray(image.convert("L" if in_channels == 1 else "RGB"))
-        except Exception as err:  # Pillow reports unreadable files as OSError, SyntaxError, ValueError...
-            raise PredictError(f"cannot decode image {path}: {err}") from err
-        x = pixels[..., None] if pixels.ndim == 2 else pixels
-        for op in ops:
-            x = op(x)
-        top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
-        return x[:, top:top + size, left:left + size]
-
-    return preprocess
 
 
 def load_model(cfg, mindir):
@@ -139,14 +107,13 @@ def top_k(logits, names, k=TOP_K):
 def main(argv=None):
     args, rest = parse_args(argv)
     cfg = load_config(args.config, parse_overrides(rest))
-    if cfg.dataset not in DATASETS:
-        raise PredictError(f"unknown dataset '{cfg.dataset}'; valid: {', '.join(DATASETS)}")
+    dataset_statistics(cfg)  # an unknown dataset or a bad mean / std is an error before any work
     paths = find_images(args.images)
     names = class_names(cfg, args.labels)
     setup_context(cfg)
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few batches: compiling a graph would cost more
     model, in_channels = load_model(cfg, args.mindir)
-    preprocess = make_preprocess(cfg, in_channels, *_statistics(cfg))
+    preprocess = image_file_preprocess(cfg, in_channels)
 
     logits = []
     for start in range(0, len(paths), BATCH):
@@ -170,6 +137,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (PredictError, ConfigError, CheckpointError, ExportedModelError) as err:
+    except (PredictError, ConfigError, DatasetError, CheckpointError, ExportedModelError) as err:
         print(f"predict.py: error: {err}", file=sys.stderr)
         sys.exit(2)

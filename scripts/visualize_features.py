@@ -54,9 +54,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from scripts.predict import make_preprocess  # noqa: E402
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
-from src.data import DATASETS, DatasetError, create_dataset  # noqa: E402
+from src.data import DatasetError, create_dataset, dataset_statistics, image_file_preprocess  # noqa: E402
 from src.deploy.network import Sizes, build_network  # noqa: E402
 from src.engine.build import build_model, setup_context  # noqa: E402
 from src.engine.checkpoint import CheckpointError  # noqa: E402
@@ -148,16 +147,6 @@ def parse_command_line(argv):
 
 # --- input and network ---------------------------------------------------------------------------------------
 
-def _statistics(cfg):
-    """(channels, mean, std) of the config's dataset, without reading it."""
-    if cfg.dataset not in DATASETS:
-        raise DatasetError(f"unknown dataset '{cfg.dataset}'; valid: {', '.join(DATASETS)}")
-    fmt = DATASETS[cfg.dataset]
-    mean = tuple(cfg.mean) if cfg.mean is not None else fmt.mean
-    std = tuple(cfg.std) if cfg.std is not None else fmt.std
-    return len(fmt.mean), mean, std
-
-
 def dataset_images(cfg, split, index, count=1):
     """-> (float32 NCHW images index .. index+count-1 of the evaluation pipeline, DatasetInfo, description dict
     of the first)."""
@@ -187,7 +176,7 @@ def build_eval_network(cfg, info):
     the config sets them); without, a seeded random init sized from the dataset (or the model's defaults)."""
     if cfg.ckpt_path:
         return build_network(cfg, cfg.ckpt_path)
-    channels = info.in_channels if info else _statistics(cfg)[0]
+    channels = info.in_channels if info else dataset_statistics(cfg)[0]
     try:
         default_classes = model_info(cfg.model).num_classes
     except KeyError as err:
@@ -202,12 +191,7 @@ def file_image(cfg, path, in_channels):
     """-> (float32 CHW image, description dict): an image file through the config's evaluation transforms."""
     if not os.path.isfile(path):
         raise VisualizeError(f"image file not found: {path}")
-    _, mean, std = _statistics(cfg)
-    try:
-        image = make_preprocess(cfg, in_channels, mean, std)(path)
-    except ValueError as err:  # predict.py's error for an undecodable file
-        raise VisualizeError(str(err)) from err
-    return image, dict(image=path)
+    return image_file_preprocess(cfg, in_channels)(path), dict(image=path)
 
 
 def _source_tag(source):

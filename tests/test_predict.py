@@ -15,9 +15,9 @@ import mindspore
 from PIL import Image
 
 from export import main as export_main
-from scripts.predict import PredictError, main as predict_main, make_preprocess
+from scripts.predict import PredictError, main as predict_main
 from src.config import load_config
-from src.data import create_dataset
+from src.data import DatasetError, create_dataset, image_file_preprocess
 from src.data.readers import FASHION_MNIST_CLASSES, load_idx
 from tests.data_fixtures import make_idx_dataset, make_image_folder
 from tests.test_export import write_checkpoint
@@ -95,8 +95,7 @@ def test_mindir_with_a_labels_file(run, capsys):
 
 def test_grey_preprocessing_is_the_eval_transform(run):
     cfg = load_config(run.config)
-    info = create_dataset(cfg, "test", training=False)[1]
-    preprocess = make_preprocess(cfg, 1, info.mean, info.std)
+    preprocess = image_file_preprocess(cfg, 1)
     pngs = np.stack([preprocess(os.path.join(run.folder, f"{j}.png")) for j in range(N_IMAGES)])
     np.testing.assert_allclose(pngs, run.batch, atol=1e-6)
 
@@ -106,10 +105,10 @@ def test_colour_preprocessing_is_the_eval_transform(tmp_path):
     make_image_folder(tmp_path, per_class={"val": 2}, classes=2, size=(40, 56))
     cfg = load_config(overrides=dict(dataset="folder", data_dir=str(tmp_path), image_size=32, crop_pct=0.8,
                                      eval_batch_size=4))
-    dataset, info = create_dataset(cfg, "val", training=False)
+    dataset, _ = create_dataset(cfg, "val", training=False)
     (expected, _), = dataset.create_tuple_iterator(output_numpy=True)
     paths = sorted(str(p) for p in tmp_path.glob("val/*/*"))
-    preprocess = make_preprocess(cfg, 3, info.mean, info.std)
+    preprocess = image_file_preprocess(cfg, 3)
     np.testing.assert_allclose(np.stack([preprocess(p) for p in paths]), expected, atol=1e-6)
 
 
@@ -125,3 +124,15 @@ def test_errors_name_the_problem(run, extra, message, monkeypatch):
         predict_main(["--config", run.config, "--ckpt_path", run.ckpt, "--images", run.folder, *extra])
     with pytest.raises(PredictError, match="give the model"):
         predict_main(["--config", run.config, "--images", run.folder])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--images", "broken.png"], "cannot decode image broken.png"),
+    (["--dataset", "fashion-mnist"], r"unknown dataset 'fashion-mnist' \(did you mean 'fashion_mnist'\?\)"),
+])
+def test_data_errors_name_the_problem(run, extra, message, monkeypatch):
+    monkeypatch.chdir(run.root)
+    (run.root / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DatasetError, match=message):
+        predict_main(["--config", run.config, "--ckpt_path", run.ckpt, *extra] +
+                     ([] if "--images" in extra else ["--images", run.folder]))

@@ -1,5 +1,6 @@
 """Datasets: on-disk readers (readers.py), config-driven transforms (transforms.py), the pipeline (dataset.py)."""
-from src.data.dataset import DATASETS, DatasetInfo, create_dataset
+from src.data.dataset import DATASETS, DatasetInfo, create_dataset, dataset_statistics, image_file_preprocess
 from src.data.readers import DatasetError, DatasetNotFoundError
 
-__all__ = ["DATASETS", "DatasetError", "DatasetInfo", "DatasetNotFoundError", "create_dataset"]
+__all__ = ["DATASETS", "DatasetError", "DatasetInfo", "DatasetNotFoundError", "create_dataset", "dataset_statistics",
+           "image_file_preprocess"]

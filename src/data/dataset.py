@@ -6,6 +6,7 @@ from typing import Callable, Tuple
 
 import mindspore.dataset as ds
 import numpy as np
+from PIL import Image
 
 from src.data.readers import (FASHION_MNIST_CLASSES, MNIST_CLASSES, DatasetError, ImageFiles, load_cifar10,
                               load_idx, load_pets, scan_image_folder)
@@ -56,6 +57,35 @@ def _format(name):
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise DatasetError(f"unknown dataset '{name}'{hint}; valid: {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def dataset_statistics(cfg):
+    """(channels, mean, std) of the config's dataset (its own, or the config's mean / std), without reading it."""
+    fmt = _format(cfg.dataset)
+    return (len(fmt.mean), *_statistics(cfg, fmt))
+
+
+def image_file_preprocess(cfg, in_channels):
+    """path -> float32 CHW array through the evaluation ops of the config's dataset, for single image files
+    (predict.py, visualize_features.py). Small-data configs (crop_pct null) resize the whole image, which is square
+    in those datasets; any other image is centre-cropped to square afterwards so that it fits the network."""
+    fmt = _format(cfg.dataset)
+    ops = eval_transforms(cfg, None, fmt.imagenet_like) + [normalize(*_statistics(cfg, fmt))]
+    size = cfg.image_size
+
+    def preprocess(path):
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("L" if in_channels == 1 else "RGB"))
+        except Exception as err:  # Pillow reports unreadable files as OSError, SyntaxError, ValueError...
+            raise DatasetError(f"cannot decode image {path}: {err}") from err
+        x = pixels[..., None] if pixels.ndim == 2 else pixels
+        for op in ops:
+            x = op(x)
+        top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
+        return x[:, top:top + size, left:left + size]
+
+    return preprocess
 
 
 def _statistics(cfg, fmt):
