@@ -9,8 +9,8 @@ that motivate Ghost modules (GhostNet paper, Fig. 1).
 The input is an image file (`--image`, preprocessed as the evaluation pipeline does) or image N of a dataset split
 (`--index N`, read with src/data's create_dataset; `--split`, default the config's val_split). One image's figure
 moves with the image: `--images K` also averages the redundancy over images N .. N+K-1 (the grid shows image N),
-the figure to quote for a network. `--layer` is a cell
-name as `network.cells_and_names()` gives it. Without `--ckpt_path` the weights are random (a seeded init).
+the figure to quote for a network. `--layer` is a cell name as `network.cells_and_names()` gives it. Without
+`--ckpt_path` the weights are random (a seeded init).
 
 Compare a network and its Ghost version on the same image: each `--compare` starts another model, given by its
 own `--config`, `--layer` and `--key value` overrides; without `--config` it repeats the first model's settings
