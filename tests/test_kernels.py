@@ -177,6 +177,44 @@ def _call_pointwise_kernel(x, w, b):
     return y
 
 
+def _call_depthwise_weight_grad(x, w, dy, geometry):
+    library = ctypes.CDLL(build.depthwise_library(geometry))
+    function = getattr(library, f"{build.depthwise_name(geometry)}_weight_grad")
+    dw = np.zeros_like(w)
+    arrays = [x, w, dy, dw]
+    shapes = [(ctypes.c_int64 * a.ndim)(*a.shape) for a in arrays]
+    status = function(4, (ctypes.c_void_p * 4)(*[a.ctypes.data for a in arrays]),
+                      (ctypes.c_int * 4)(*[a.ndim for a in arrays]),
+                      (ctypes.POINTER(ctypes.c_int64) * 4)(*[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64))
+                                                            for s in shapes]),
+                      (ctypes.c_char_p * 4)(*[b"float32"] * 4), None, None)
+    assert status == 0
+    return dw
+
+
+@pytest.mark.parametrize("size", [7, 28], ids=["narrow", "wide"])
+def test_depthwise_weight_grad_is_bitwise_the_same_serial_and_parallel(size, tmp_path):
+    """The weight gradient sums over the batch in fixed groups of images added in order, so a run on one thread (a
+    forked child runs serially) gives the very bits of a run on several: training does not depend on the core
+    count. Checked against float64 sums too."""
+    geometry = (3, 3, 1, 1, 1, 1)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((13, 20, size, size)).astype(np.float32)  # 13 images: groups of unequal size
+    w = rng.standard_normal((20, 1, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((13, 20, size, size)).astype(np.float32)
+    parallel = _call_depthwise_weight_grad(x, w, dy, geometry)
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want = np.stack([np.einsum("nchw,nchw->c", dy, padded[:, :, ky:ky + size, kx:kx + size])
+                     for ky in range(3) for kx in range(3)], axis=1).reshape(w.shape)
+    assert np.abs(parallel - want).max() <= 1e-4 * np.abs(want).max()
+    child = os.fork()
+    if child == 0:
+        np.save(tmp_path / "serial.npy", _call_depthwise_weight_grad(x, w, dy, geometry))
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+    assert np.array_equal(np.load(tmp_path / "serial.npy"), parallel)
+
+
 def test_kernel_thread_pool_serves_concurrent_callers_and_forked_children():
     """Two threads in one kernel at once (MindSpore runs independent ops in parallel) and a forked child (a data
     worker) must each get the right answer: the pool runs a caller that finds it busy, or a child, serially."""

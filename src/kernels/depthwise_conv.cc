@@ -6,7 +6,9 @@
 // vector lanes are instead LANES consecutive channels of one image: a block of planes is packed into a
 // zero-padded [rows][cols][LANES] buffer, every kernel tap is then one branch-free multiply-add of LANES values,
 // and the result is unpacked into NCHW. The geometry is fixed at compile time (one library per geometry, built by
-// depthwise.py) so the tap loops unroll.
+// depthwise.py) so the tap loops unroll. Maps 16+ pixels wide take a plane-at-a-time path instead (forward_plane),
+// which the backward shares: the input gradient of a stride-1 "same" conv is a forward conv with the kernel turned
+// by 180 degrees, and the weight gradient reads the same plane copy.
 //
 // Geometry macros: DW_KH, DW_KW (kernel), DW_SH, DW_SW (stride), DW_PH, DW_PW (zero padding, both sides),
 // DW_NAME(fn) (unique exported names per geometry).
@@ -106,25 +108,39 @@ void forward_block(const float *x, const float *w, const float *bias, float *y, 
 constexpr int VEC = 16;
 typedef float vec __attribute__((vector_size(VEC * sizeof(float)), aligned(sizeof(float))));
 
-template <bool RELU>
-void forward_plane(const float *x, const float *w, const float *bias, float *y, int64_t plane, const Geometry &g) {
-  const int64_t vectors = (g.ow + VEC - 1) / VEC;
+// The zero-bordered, phase-split copy of one input plane that the wide paths read: tap (ky, kx) of output
+// vector v in row oy starts at `tap(oy, ky, kx) + v * VEC`.
+struct PhasedPlane {
+  float *buf;
+  int64_t cols, plane;  // row length of a phase, floats per phase
+  const float *tap(int64_t oy, int ky, int kx) const {
+    return buf + kx % SW * plane + (oy * SH + ky) * cols + kx / SW;
+  }
+};
+
+PhasedPlane phase_split(const float *src, const Geometry &g, int64_t vectors, std::vector<float> &storage) {
   // Wide enough for every input column and for every tap's vector load (whole vectors past the last output).
-  const int64_t phase_cols = std::max<int64_t>(vectors * VEC + (KW - 1) / SW, (g.wp + SW - 1) / SW);
-  const int64_t phase_plane = g.hp * phase_cols;
-  thread_local std::vector<float> in_buffer, row_buffer;
-  float *buf = scratch(in_buffer, SW * phase_plane);
-  float *row = scratch(row_buffer, vectors * VEC);
-  std::memset(buf, 0, sizeof(float) * SW * phase_plane);
-  const float *src = x + plane * g.in_plane();
+  const int64_t cols = std::max<int64_t>(vectors * VEC + (KW - 1) / SW, (g.wp + SW - 1) / SW);
+  const int64_t plane = g.hp * cols;
+  float *buf = scratch(storage, SW * plane);
+  std::memset(buf, 0, sizeof(float) * SW * plane);
   for (int s = 0; s < SW; ++s) {
     const int64_t first = ((s - PW) % SW + SW) % SW;  // first input column landing in phase s
     for (int64_t r = 0; r < g.h; ++r) {
-      float *dst = buf + s * phase_plane + (r + PH) * phase_cols + (first + PW) / SW;
+      float *dst = buf + s * plane + (r + PH) * cols + (first + PW) / SW;
       const float *line = src + r * g.w + first;
       for (int64_t c = 0; first + c * SW < g.w; ++c) dst[c] = line[c * SW];
     }
   }
+  return {buf, cols, plane};
+}
+
+template <bool RELU>
+void forward_plane(const float *x, const float *w, const float *bias, float *y, int64_t plane, const Geometry &g) {
+  const int64_t vectors = (g.ow + VEC - 1) / VEC;
+  thread_local std::vector<float> in_buffer, row_buffer;
+  const PhasedPlane in = phase_split(x + plane * g.in_plane(), g, vectors, in_buffer);
+  float *row = scratch(row_buffer, vectors * VEC);
   const int64_t channel = plane % g.c;
   vec taps[TAPS];
   for (int t = 0; t < TAPS; ++t) taps[t] = vec{} + w[channel * TAPS + t];
@@ -134,10 +150,8 @@ void forward_plane(const float *x, const float *w, const float *bias, float *y, 
     for (int64_t v = 0; v < vectors; ++v) {
       vec acc = start;
       for (int ky = 0; ky < KH; ++ky)
-        for (int kx = 0; kx < KW; ++kx) {
-          const float *in = buf + kx % SW * phase_plane + (oy * SH + ky) * phase_cols + kx / SW + v * VEC;
-          acc += taps[ky * KW + kx] * *reinterpret_cast<const vec *>(in);
-        }
+        for (int kx = 0; kx < KW; ++kx)
+          acc += taps[ky * KW + kx] * *reinterpret_cast<const vec *>(in.tap(oy, ky, kx) + v * VEC);
       if (RELU) acc = acc > vec{} ? acc : vec{};
       *reinterpret_cast<vec *>(row + v * VEC) = acc;
     }
@@ -198,14 +212,21 @@ void input_grad_block(const float *w, const float *dy, float *dx, int64_t image,
     }
 }
 
-// Kernel gradient of channels c0 .. c0 + LANES - 1, summed over the batch.
-void weight_grad_block(const float *x, const float *dy, float *dw, int64_t c0, const Geometry &g) {
+// The weight gradient sums over the whole batch, which for a layer of few channels left one block (one thread)
+// doing all the work: the images are split into a fixed number of groups, each group's sums go to its own slice of
+// `partial` ([group][C][TAPS]), and the groups are added in order afterwards, so the result does not depend on the
+// thread count.
+constexpr int64_t WEIGHT_GRAD_GROUPS = 8;
+
+// Kernel gradient of channels c0 .. c0 + LANES - 1, summed over images [first, last), into dw (C, TAPS).
+void weight_grad_block(const float *x, const float *dy, float *dw, int64_t c0, int64_t first, int64_t last,
+                       const Geometry &g) {
   thread_local std::vector<float> in_buffer, grad_buffer;
   float *buf = scratch(in_buffer, g.hp * g.wp * LANES);
   float *grad = scratch(grad_buffer, g.out_plane() * LANES);
   alignas(64) float acc[TAPS * LANES] = {};
   const int lanes = static_cast<int>(std::min<int64_t>(LANES, g.c - c0));
-  for (int64_t image = 0; image < g.n; ++image) {
+  for (int64_t image = first; image < last; ++image) {
     pack_input(x + (image * g.c + c0) * g.in_plane(), lanes, g, buf);
     pack_planes(dy + (image * g.c + c0) * g.out_plane(), lanes, g.oh, g.ow, 0, 0, g.oh, g.ow, grad);
     for (int64_t oy = 0; oy < g.oh; ++oy)
@@ -222,6 +243,37 @@ void weight_grad_block(const float *x, const float *dy, float *dw, int64_t c0, c
   }
   for (int l = 0; l < lanes; ++l)
     for (int t = 0; t < TAPS; ++t) dw[(c0 + l) * TAPS + t] = acc[t * LANES + l];
+}
+
+// Wide maps: kernel gradient of one channel over images [first, last), into dw (TAPS). Each output row's dy is
+// read in vectors that multiply the tap-shifted input vectors of the forward's plane copy; lanes past the row's
+// end hold zero dy, so they add nothing.
+void weight_grad_plane(const float *x, const float *dy, float *dw, int64_t channel, int64_t first, int64_t last,
+                       const Geometry &g) {
+  const int64_t vectors = (g.ow + VEC - 1) / VEC;
+  thread_local std::vector<float> in_buffer, row_buffer;
+  float *row = scratch(row_buffer, vectors * VEC);
+  std::memset(row, 0, sizeof(float) * vectors * VEC);
+  vec acc[TAPS] = {};
+  for (int64_t image = first; image < last; ++image) {
+    const int64_t plane = image * g.c + channel;
+    const PhasedPlane in = phase_split(x + plane * g.in_plane(), g, vectors, in_buffer);
+    const float *grad = dy + plane * g.out_plane();
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      std::memcpy(row, grad + oy * g.ow, sizeof(float) * g.ow);
+      for (int64_t v = 0; v < vectors; ++v) {
+        const vec d = *reinterpret_cast<const vec *>(row + v * VEC);
+        for (int ky = 0; ky < KH; ++ky)
+          for (int kx = 0; kx < KW; ++kx)
+            acc[ky * KW + kx] += d * *reinterpret_cast<const vec *>(in.tap(oy, ky, kx) + v * VEC);
+      }
+    }
+  }
+  for (int t = 0; t < TAPS; ++t) {
+    float sum = 0.0f;
+    for (int l = 0; l < VEC; ++l) sum += acc[t][l];
+    dw[t] = sum;
+  }
 }
 
 }  // namespace
@@ -250,7 +302,19 @@ int DW_NAME(input_grad)(int nparam, void **params, int *, int64_t **shapes, cons
   const auto *dy = static_cast<const float *>(params[2]);
   auto *dx = static_cast<float *>(params[3]);
   const Geometry g(shapes[0], shapes[2]);
-  parallel_for(g.n * g.blocks_per_image(), g.n * g.c * g.in_plane() * TAPS, [&](int64_t first, int64_t last) {
+  const int64_t work = g.n * g.c * g.in_plane() * TAPS;
+  constexpr bool same_stride_1 = SH == 1 && SW == 1 && KH == 2 * PH + 1 && KW == 2 * PW + 1;
+  if (same_stride_1 && g.w >= LANES) {
+    // dx is then the forward conv of dy (same size as x) with the kernel turned by 180 degrees: the wide path.
+    std::vector<float> turned(g.c * TAPS);
+    for (int64_t c = 0; c < g.c; ++c)
+      for (int t = 0; t < TAPS; ++t) turned[c * TAPS + t] = w[c * TAPS + TAPS - 1 - t];
+    parallel_for(g.n * g.c, work, [&](int64_t first, int64_t last) {
+      for (int64_t plane = first; plane < last; ++plane) forward_plane<false>(dy, turned.data(), nullptr, dx, plane, g);
+    });
+    return 0;
+  }
+  parallel_for(g.n * g.blocks_per_image(), work, [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b)
       input_grad_block(w, dy, dx, b / g.blocks_per_image(), b % g.blocks_per_image() * LANES, g);
   });
@@ -264,9 +328,27 @@ int DW_NAME(weight_grad)(int nparam, void **params, int *, int64_t **shapes, con
   const auto *dy = static_cast<const float *>(params[2]);
   auto *dw = static_cast<float *>(params[3]);
   const Geometry g(shapes[0], shapes[2]);
-  parallel_for(g.blocks_per_image(), g.n * g.c * g.out_plane() * TAPS, [&](int64_t first, int64_t last) {
-    for (int64_t b = first; b < last; ++b) weight_grad_block(x, dy, dw, b * LANES, g);
+  const int64_t groups = std::min(g.n, WEIGHT_GRAD_GROUPS);
+  const bool wide = g.ow >= LANES;
+  const int64_t units = wide ? g.c : g.blocks_per_image();  // channels, or blocks of LANES channels
+  std::vector<float> partial(groups * g.c * TAPS);
+  parallel_for(units * groups, g.n * g.c * g.out_plane() * TAPS, [&](int64_t first, int64_t last) {
+    for (int64_t task = first; task < last; ++task) {
+      const int64_t unit = task / groups, group = task % groups;
+      const int64_t images_from = group * g.n / groups, images_to = (group + 1) * g.n / groups;
+      float *sums = partial.data() + group * g.c * TAPS;
+      if (wide) {
+        weight_grad_plane(x, dy, sums + unit * TAPS, unit, images_from, images_to, g);
+      } else {
+        weight_grad_block(x, dy, sums, unit * LANES, images_from, images_to, g);
+      }
+    }
   });
+  for (int64_t i = 0; i < g.c * TAPS; ++i) {
+    float sum = 0.0f;
+    for (int64_t group = 0; group < groups; ++group) sum += partial[group * g.c * TAPS + i];
+    dw[i] = sum;
+  }
   return 0;
 }
 
