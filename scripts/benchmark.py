@@ -8,8 +8,9 @@
 Workloads: `infer_224` (batch 1, 3 x 224 x 224, 1000 classes: latency in graph mode of the network as trained and of
 its inference form, BN folded into the convs and ReLUs into the kernels as export.py does, and of the exported MINDIR
 through nn.GraphCell; the MINDIR always holds MindSpore's own ops, not src/kernels), `train_224` (batch 32,
-3 x 224 x 224, 1000 classes: training images/s) and `train_32` (batch 128, 1 x 32 x 32, 10 classes: the
-Fashion-MNIST main job's setting). A training step is forward, label-smoothed cross-entropy, backward and an
+3 x 224 x 224, 1000 classes: training images/s), `train_32` (batch 128, 1 x 32 x 32, 10 classes: the
+Fashion-MNIST main job's setting) and `train_28_small` (batch 128, 1 x 28 x 28, the small-input network of the
+Fashion-MNIST recipe; MindSpore only: timm has no small-input GhostNet). A training step is forward, label-smoothed cross-entropy, backward and an
 SGD-momentum update, on a fixed batch (no data pipeline).
 
 Every (runtime, workload) runs in a fresh process: timings are medians over `--repeats` runs after `--warmup`
@@ -35,6 +36,7 @@ WORKLOADS = {
     "infer_224": dict(batch=1, channels=3, size=224, classes=1000, train=False),
     "train_224": dict(batch=32, channels=3, size=224, classes=1000, train=True),
     "train_32": dict(batch=128, channels=1, size=32, classes=10, train=True),
+    "train_28_small": dict(batch=128, channels=1, size=28, classes=10, train=True, small_input=True),
 }
 
 
@@ -94,7 +96,8 @@ def mindspore_worker(spec):
     x = ms.Tensor(rng.standard_normal((work["batch"], work["channels"], work["size"], work["size"]))
                   .astype(np.float32))
     with custom_kernels(spec["kernels"] == "on"):
-        net = create_model(spec["model"], num_classes=work["classes"], in_channels=work["channels"])
+        net = create_model(spec["model"], num_classes=work["classes"], in_channels=work["channels"],
+                           small_input=work.get("small_input", False))
         result = {"custom_kernels": kernels_usable(), "version": ms.__version__}
     if work["train"]:
         labels = np.eye(work["classes"], dtype=np.float32)[rng.integers(0, work["classes"], work["batch"])]
@@ -169,7 +172,7 @@ def measure(args):
                 jobs.append((f"MindSpore graph, BN folded{suffix}", workload, "folded", kernels))
         if not work["train"]:
             jobs.append(("MindSpore MINDIR (BN folded)", workload, "mindir", "off"))
-        if torch_python:
+        if torch_python and not work.get("small_input"):  # timm's GhostNet has no small-input setting
             jobs.append(("PyTorch eager", workload, "pytorch", None))
             if not work["train"]:
                 jobs.append(("ONNX Runtime", workload, "onnxruntime", None))
