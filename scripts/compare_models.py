@@ -2,7 +2,7 @@
 
     python scripts/compare_models.py                           # README's table: configs/comparison/fashion_mnist.yaml
     python scripts/compare_models.py --models ghostnet_050 ghost_vgg16:2 --epochs 1    # any config key as a flag
-    python scripts/compare_models.py --reuse                   # finished runs are measured again, not retrained
+    python scripts/compare_models.py --reuse                   # finished runs measured again, unfinished ones resumed
 
 An entry is a registered model name; `name:s` sets its Ghost ratio s (`ghost_vgg16:1` is the plain VGG-16, the
 baseline of the Ghost versions). Each entry trains with `train.py --config CONFIG --model NAME [--ghost_ratio s]
@@ -44,7 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=None, help="default: outputs/comparison_<config name>")
     parser.add_argument("--reuse", action="store_true",
                         help="do not retrain entries whose run has every epoch (their memory and wall time come "
-                             "from OUTPUT/comparison.json; without one those columns stay blank)")
+                             "from OUTPUT/comparison.json; without one those columns stay blank), and resume the "
+                             "ones that stopped part-way (`train.py --resume auto`; wall time then left blank)")
     parser.add_argument("--latency_repeats", type=int, default=30)
     args, rest = parser.parse_known_args(argv)
     overrides = parse_overrides(rest)
@@ -64,18 +65,23 @@ def parse_entry(entry):
     return name, int(ratio), f"{name}_s{ratio}"
 
 
-def _completed(run_dir, epochs):
+def _epochs_done(run_dir):
     path = os.path.join(run_dir, "metrics.json")
     if not os.path.isfile(path):
-        return False
+        return 0
     with open(path, encoding="utf-8") as f:
-        return len(json.load(f)["epochs"]) >= epochs
+        return len(json.load(f)["epochs"])
 
 
-def train(config, rest, name, ratio, run_dir):
-    """train.py in a child process -> (wall seconds, peak RSS MiB of that process)."""
+def _has_checkpoint(run_dir):
+    return os.path.isdir(run_dir) and any(n.startswith("epoch_") and n.endswith(".ckpt") for n in os.listdir(run_dir))
+
+
+def train(config, rest, name, ratio, run_dir, resume=False):
+    """train.py in a child process (continuing the run in run_dir when `resume`) -> (wall seconds, peak RSS MiB of
+    that process)."""
     command = [sys.executable, os.path.join(REPO, "train.py"), "--config", config, "--model", name,
-               "--output_dir", run_dir, *rest]
+               "--output_dir", run_dir, *rest, *(["--resume", "auto"] if resume else [])]
     if ratio is not None:
         command += ["--ghost_ratio", str(ratio)]
     print(f"== {' '.join(command)}", flush=True)
@@ -142,12 +148,16 @@ def main(argv=None):
     runs = {}
     for name, ratio, tag in entries:
         run_dir = os.path.join(output, tag)
-        if args.reuse and _completed(run_dir, cfg.epochs):
+        if args.reuse and _epochs_done(run_dir) >= cfg.epochs:
             print(f"== {tag}: reusing the finished run in {run_dir}", flush=True)
             runs[tag] = {key: previous.get(tag, {}).get(key) for key in ("wall_s", "peak_rss_mib")}
             continue
-        wall, peak = train(args.config, rest, name, ratio, run_dir)
-        runs[tag] = {"wall_s": wall, "peak_rss_mib": peak}
+        resume = args.reuse and _has_checkpoint(run_dir)
+        if resume:
+            print(f"== {tag}: resuming the unfinished run in {run_dir} ({_epochs_done(run_dir)} of {cfg.epochs} "
+                  f"epochs done); its wall time will be left blank", flush=True)
+        wall, peak = train(args.config, rest, name, ratio, run_dir, resume)
+        runs[tag] = {"wall_s": None if resume else wall, "peak_rss_mib": peak}
 
     rows = []
     for name, ratio, tag in entries:

@@ -53,6 +53,18 @@ def test_every_entry_trains_under_the_shared_schedule_and_is_measured(tmp_path, 
     reused = json.loads((out / "comparison.json").read_text())["rows"][0]
     assert reused["peak_rss_mib"] == rows["ghostnet_050"]["peak_rss_mib"]  # kept from the run that trained it
 
+    # a longer schedule over the same runs: --reuse continues the run from its last checkpoint, not from scratch
+    first_epoch = json.loads((out / "ghostnet_050" / "metrics.json").read_text())["epochs"][0]
+    assert compare_main(["--models", "ghostnet_050", *flags[1 + len(ENTRIES):], "--reuse", "--epochs", "2"]) == 0
+    out_text = capsys.readouterr().out
+    assert "ghostnet_050: resuming the unfinished run" in out_text and "(1 of 2 epochs done)" in out_text
+    assert "--resume auto" in out_text  # on the train.py command line it echoes
+    metrics = json.loads((out / "ghostnet_050" / "metrics.json").read_text())["epochs"]
+    assert [row["epoch"] for row in metrics] == [1, 2]
+    assert metrics[0] == first_epoch  # its timings too: epoch 1 was kept, not trained again
+    extended = json.loads((out / "comparison.json").read_text())["rows"][0]
+    assert extended["epochs"] == 2 and extended["wall_s"] is None and extended["peak_rss_mib"] > 200
+
 
 @pytest.mark.parametrize("argv, message", [
     (["--models", "ghost_vgg16:two"], "Ghost ratio after ':' must be a whole number"),
