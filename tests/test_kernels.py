@@ -162,34 +162,28 @@ def test_inference_kernels_apply_bias_and_an_absorbed_relu(graph):
                     (type(ours).__name__, shape, relu, name, np.abs(a - b).max())
 
 
-def _call_pointwise_kernel(x, w, b):
-    """pw_bias_relu called straight through ctypes (the GIL is released during the call)."""
-    function = ctypes.CDLL(build.pointwise_library()).pw_bias_relu
-    y = np.empty((x.shape[0], w.shape[0], *x.shape[2:]), np.float32)
-    arrays = [x, w, b, y]
+def _call_aot(function, *arrays):
+    """An AOT kernel called straight through ctypes with MindSpore's signature (the GIL is released during the
+    call); the last array is its output. Returns that output."""
+    count = len(arrays)
     shapes = [(ctypes.c_int64 * a.ndim)(*a.shape) for a in arrays]
-    status = function(4, (ctypes.c_void_p * 4)(*[a.ctypes.data for a in arrays]),
-                      (ctypes.c_int * 4)(*[a.ndim for a in arrays]),
-                      (ctypes.POINTER(ctypes.c_int64) * 4)(*[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64))
-                                                            for s in shapes]),
-                      (ctypes.c_char_p * 4)(*[b"float32"] * 4), None, None)
+    status = function(count, (ctypes.c_void_p * count)(*[a.ctypes.data for a in arrays]),
+                      (ctypes.c_int * count)(*[a.ndim for a in arrays]),
+                      (ctypes.POINTER(ctypes.c_int64) * count)(*[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64))
+                                                                for s in shapes]),
+                      (ctypes.c_char_p * count)(*[b"float32"] * count), None, None)
     assert status == 0
-    return y
+    return arrays[-1]
+
+
+def _call_pointwise_kernel(x, w, b):
+    function = ctypes.CDLL(build.pointwise_library()).pw_bias_relu
+    return _call_aot(function, x, w, b, np.empty((x.shape[0], w.shape[0], *x.shape[2:]), np.float32))
 
 
 def _call_depthwise_weight_grad(x, w, dy, geometry):
     library = ctypes.CDLL(build.depthwise_library(geometry))
-    function = getattr(library, f"{build.depthwise_name(geometry)}_weight_grad")
-    dw = np.zeros_like(w)
-    arrays = [x, w, dy, dw]
-    shapes = [(ctypes.c_int64 * a.ndim)(*a.shape) for a in arrays]
-    status = function(4, (ctypes.c_void_p * 4)(*[a.ctypes.data for a in arrays]),
-                      (ctypes.c_int * 4)(*[a.ndim for a in arrays]),
-                      (ctypes.POINTER(ctypes.c_int64) * 4)(*[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64))
-                                                            for s in shapes]),
-                      (ctypes.c_char_p * 4)(*[b"float32"] * 4), None, None)
-    assert status == 0
-    return dw
+    return _call_aot(getattr(library, f"{build.depthwise_name(geometry)}_weight_grad"), x, w, dy, np.zeros_like(w))
 
 
 @pytest.mark.parametrize("size", [7, 28], ids=["narrow", "wide"])
