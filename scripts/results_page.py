@@ -80,12 +80,16 @@ def render(config, metrics, report, images, rerun=None, commands=()):
     lines += ["## Recipe", "", "| key | value |", "|---|---|"]
     lines += [f"| {key} | {config[key]} |" for key in CONFIG_KEYS if key in config]
     lines += ["", "## Training", "",
-              f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} in {_hours(summary['time_s'])} of training and per-epoch validation "
-              f"({summary['time_s'] / summary['epochs']:.0f} s per epoch); validation top-1 after the last epoch "
-              f"{summary['top1_last']:.2f}%, best epoch {summary['top1_best']:.2f}%.", "",
+              f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} in {_hours(summary['time_s'])} of "
+              f"training and validation ({summary['time_s'] / summary['epochs']:.0f} s per epoch); "
+              + ("no validation during training." if summary["top1_last"] is None else
+                 f"validation top-1 after the last epoch {summary['top1_last']:.2f}%, best epoch "
+                 f"{summary['top1_best']:.2f}%."), "",
               f"![loss]({images[0]}) ![accuracy]({images[1]})", ""]
     if rerun is not None:
         again = run_summary(rerun)
+        if None in (summary["top1_last"], again["top1_last"]):
+            raise ResultsError("--rerun compares validation top-1, which one of the runs did not record")
         gap = abs(again["top1_last"] - summary["top1_last"])
         lines += ["## Reproduction", "", "The same command run a second time, in a fresh output directory:", "",
                   "| run | epochs | last-epoch top-1 (%) | best top-1 (%) | training time |", "|---|---|---|---|---|",

@@ -19,8 +19,9 @@ LOGITS = np.array([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [2.0, 3.0, 1.0], [1.0, 2.0,
 LABELS = np.array([0, 0, 1, 2, 2])  # predicted 0, 1, 1, 2, 0
 
 
-def _run_dir(path, last_top1, epoch_seconds=600.0):
-    """A train.py-style output directory: its resolved config and a 3-epoch metrics.json."""
+def _run_dir(path, last_top1, epoch_seconds=600.0, validated=True):
+    """A train.py-style output directory: its resolved config and a 3-epoch metrics.json (without validation
+    figures, as `val_interval: 0` leaves it, when not `validated`)."""
     os.makedirs(path)
     save_config(Config(model="ghostnet_100", small_input=True, image_size=28, epochs=3, re_prob=0.25),
                 str(path / "config.yaml"))
@@ -28,8 +29,9 @@ def _run_dir(path, last_top1, epoch_seconds=600.0):
     for epoch, top1 in zip((1, 2, 3), (0.80, 0.88, last_top1)):
         history.add_step(epoch - 0.5, 1.0 / epoch, top1 - 0.05, 1e-3)
         history.add_epoch({"epoch": epoch, "lr": 1e-3, "train_loss": 1.0 / epoch, "train_acc": top1 - 0.05,
-                           "val_loss": 0.5 / epoch, "val_top1": top1, "val_top5": 0.99,
-                           "train_time_s": epoch_seconds, "val_time_s": 30.0, "images_per_s": 100.0})
+                           "val_loss": 0.5 / epoch if validated else None, "val_top1": top1 if validated else None,
+                           "val_top5": 0.99 if validated else None, "train_time_s": epoch_seconds,
+                           "val_time_s": 30.0 if validated else None, "images_per_s": 100.0})
     return str(path)
 
 
@@ -75,6 +77,18 @@ def test_a_repeat_beyond_the_bar_is_reported_as_such(tmp_path):
     page = tmp_path / "page.md"
     results_page.main(["--run", run, "--eval", eval_path, "--rerun", rerun, "--page", str(page)])
     assert "Difference in last-epoch top-1: 0.50 points (outside 0.3 points)." in page.read_text()
+
+
+def test_a_run_without_validation_gets_a_page_but_no_reproduction_verdict(tmp_path):
+    run = _run_dir(tmp_path / "run", 0.9, validated=False)
+    eval_path, _ = _report(tmp_path / "eval.json")
+    page = tmp_path / "page.md"
+    results_page.main(["--run", run, "--eval", eval_path, "--page", str(page)])
+    assert "3 epochs in 0 h 30 min of training and validation (600 s per epoch); no validation during training." \
+        in page.read_text()
+    with pytest.raises(results_page.ResultsError, match="one of the runs did not record"):
+        results_page.main(["--run", run, "--eval", eval_path, "--rerun", _run_dir(tmp_path / "again", 0.9),
+                           "--page", str(page)])
 
 
 def test_missing_and_unreadable_inputs_are_named(tmp_path):
