@@ -10,8 +10,8 @@ its inference form, BN folded into the convs and ReLUs into the kernels as expor
 through nn.GraphCell; the MINDIR always holds MindSpore's own ops, not src/kernels), `train_224` (batch 32,
 3 x 224 x 224, 1000 classes: training images/s), `train_32` (batch 128, 1 x 32 x 32, 10 classes: the
 Fashion-MNIST main job's setting) and `train_28_small` (batch 128, 1 x 28 x 28, the small-input network of the
-Fashion-MNIST recipe; MindSpore only: timm has no small-input GhostNet). A training step is forward, label-smoothed cross-entropy, backward and an
-SGD-momentum update, on a fixed batch (no data pipeline).
+Fashion-MNIST recipe; MindSpore only: timm has no small-input GhostNet). A training step is forward, label-smoothed
+cross-entropy, backward and an SGD-momentum update, on a fixed batch (no data pipeline).
 
 Every (runtime, workload) runs in a fresh process: timings are medians over `--repeats` runs after `--warmup`
 untimed ones (the first MindSpore call, which compiles the graph, is reported as compile time); peak memory is

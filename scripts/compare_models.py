@@ -26,6 +26,7 @@ sys.path.insert(0, REPO)
 
 import src  # noqa: E402,F401  (before mindspore: CPU kernel selection)
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
+from src.engine.checkpoint import RunCheckpoints  # noqa: E402
 
 DEFAULT_MODELS = ["ghostnet_050", "ghostnet_100", "ghostnet_130", "mobilenetv3_large_100",
                   "ghost_vgg16:1", "ghost_vgg16:2", "ghost_vgg16:3", "ghost_vgg16:4"]
@@ -71,10 +72,6 @@ def _epochs_done(run_dir):
         return 0
     with open(path, encoding="utf-8") as f:
         return len(json.load(f)["epochs"])
-
-
-def _has_checkpoint(run_dir):
-    return os.path.isdir(run_dir) and any(n.startswith("epoch_") and n.endswith(".ckpt") for n in os.listdir(run_dir))
 
 
 def train(config, rest, name, ratio, run_dir, resume=False):
@@ -152,7 +149,7 @@ def main(argv=None):
             print(f"== {tag}: reusing the finished run in {run_dir}", flush=True)
             runs[tag] = {key: previous.get(tag, {}).get(key) for key in ("wall_s", "peak_rss_mib")}
             continue
-        resume = args.reuse and _has_checkpoint(run_dir)
+        resume = args.reuse and bool(RunCheckpoints(run_dir, keep=0).resumable())
         if resume:
             print(f"== {tag}: resuming the unfinished run in {run_dir} ({_epochs_done(run_dir)} of {cfg.epochs} "
                   f"epochs done); its wall time will be left blank", flush=True)
