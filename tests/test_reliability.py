@@ -5,6 +5,7 @@ non-finite losses that change no weight and stop the run.
 The bad-input table goes through train.main, as a user meets each case; it adds the cases that tests/test_config.py,
 test_data.py, test_validate.py, test_train.py and test_export.py lack, and repeats a few of theirs end to end.
 """
+import json
 import os
 import re
 import signal
@@ -222,11 +223,11 @@ def test_resumable_checkpoints_newest_first_and_rotated(tmp_path):
     state = TrainingState(net, create_optimizer(Config(epochs=1), net.trainable_params(), np.ones(2, np.float32)))
     runs.save_epoch(state, 1)
     for epoch, step in ((0, 5), (1, 3), (1, 8)):
-        runs.save_step(state, epoch, step, epoch_loss_sum=1.5, epoch_correct=3, epoch_counted=step)
+        runs.save_step(state, epoch, step, epoch_loss_sum=1.5, epoch_correct=3, epoch_counted=step, epoch_seconds=2.5)
     assert [os.path.basename(p) for p in runs.resumable()] == ["epoch_0001_step_0008.ckpt",
                                                                "epoch_0001_step_0003.ckpt", "epoch_0001.ckpt"]
     assert read_checkpoint(runs.resumable()[0])[1] == {"epoch": 1, "epoch_step": 8, "epoch_loss_sum": 1.5,
-                                                       "epoch_correct": 3, "epoch_counted": 8}
+                                                       "epoch_correct": 3, "epoch_counted": 8, "epoch_seconds": 2.5}
 
 
 # --- non-finite steps -------------------------------------------------------------------------------------------------
@@ -356,6 +357,12 @@ def test_sigterm_mid_epoch_saves_and_the_resumed_run_ends_with_the_same_weights(
     assert f"resumed from {match[2]}: 0 of 2 epochs done, {match[1]} of 12 steps into epoch 1" in out
     assert f"skipped the {match[1]} batches of epoch 1" in out
     _assert_same_weights(tmp_path / "run", uninterrupted)
+    # epoch 1's time is its whole time: the killed process's part (each step slept 0.15 s there) counts in it
+    saved_seconds = read_checkpoint(match[2])[1]["epoch_seconds"]
+    first_epoch = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"][0]
+    assert saved_seconds >= 0.15 * int(match[1]) and first_epoch["train_time_s"] > saved_seconds
+    resumed_seconds = first_epoch["train_time_s"] - saved_seconds  # the rate: of the steps this process ran
+    assert first_epoch["images_per_s"] * resumed_seconds == pytest.approx((12 - int(match[1])) * 8)
 
 
 def test_sigkill_resumes_from_the_last_good_step_checkpoint_with_the_same_weights(tmp_path, capsys, uninterrupted):

@@ -103,7 +103,7 @@ class Trainer:
         self.nonfinite = 0  # consecutive steps with a non-finite loss
         self._signal = None  # SIGINT / SIGTERM received, handled after the step under way
         self._signals_taken = False  # inside fit(), in the main thread: our handler is the one to keep installed
-        self._partial = {}  # epoch -> (batches consumed, loss sum, correct, finite steps) of a mid-epoch resume
+        self._partial = {}  # epoch -> (batches consumed, loss sum, correct, finite steps, seconds) resumed mid-epoch
 
     def log(self, message: str):
         if self.dist.is_main:
@@ -172,7 +172,7 @@ class Trainer:
         self.history = MetricsHistory.resume(self.cfg.output_dir, epoch + done / steps)
         if done:
             self._partial[epoch] = (done, meta.get("epoch_loss_sum", 0.0), meta.get("epoch_correct", 0),
-                                    meta.get("epoch_counted", done))
+                                    meta.get("epoch_counted", done), meta.get("epoch_seconds", 0.0))
         self.log(f"resumed from {path}: {epoch} of {self.cfg.epochs} epochs done"
                  + (f", {done} of {steps} steps into epoch {epoch + 1}" if done else ""))
         return epoch
@@ -222,9 +222,9 @@ class Trainer:
         if done == 0:
             path = self.checkpoints.save_epoch(self.state, epoch, **meta)
         else:
-            loss_sum, correct, counted = sums
+            loss_sum, correct, counted, seconds = sums
             path = self.checkpoints.save_step(self.state, epoch, done, epoch_loss_sum=loss_sum, epoch_correct=correct,
-                                              epoch_counted=counted, **meta)
+                                              epoch_counted=counted, epoch_seconds=seconds, **meta)
         self.history.save()
         return path
 
@@ -255,9 +255,12 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict:
         steps = self.train_data.steps_per_epoch
         self.train_step.set_train(True)
-        first, loss_sum, correct, counted = self._partial.pop(epoch, (0, 0.0, 0, 0))
+        first, loss_sum, correct, counted, seconds_before = self._partial.pop(epoch, (0, 0.0, 0, 0, 0.0))
         window = _Window()
         epoch_start = time.perf_counter()
+
+        def sums():  # what a checkpoint taken now hands on to the resumed epoch: its seconds so far count in its time
+            return loss_sum, correct, counted, seconds_before + time.perf_counter() - epoch_start
         if not self.compiled:
             self.log(f"{steps} steps of {self.images_per_step} images per epoch"
                      f"{'; the first step compiles the training graph' if self.cfg.mode == 'graph' else ''}")
@@ -268,7 +271,7 @@ class Trainer:
             self.log(f"skipped the {first} batches of epoch {epoch + 1} done before the checkpoint")
         for step, (images, labels) in zip(range(first, steps), batches):
             if self._signal is not None:
-                self._interrupt(epoch, step, (loss_sum, correct, counted))
+                self._interrupt(epoch, step, sums())
             teacher_logits = () if self.teacher is None else (self.teacher(images),)
             loss, batch_correct = self.train_step(images, labels, *teacher_logits)
             loss, batch_correct = float(loss.asnumpy()), int(batch_correct.asnumpy())
@@ -288,14 +291,15 @@ class Trainer:
                 self._progress(epoch, step, window)
                 window = _Window()
             if self._step_checkpoint_due(epoch, step) and self.dist.is_main:
-                self.log(f"saved {self._save_progress(epoch, step + 1, (loss_sum, correct, counted))}")
+                self.log(f"saved {self._save_progress(epoch, step + 1, sums())}")
         if self._signal is not None:  # arrived during the last step: validation and the epoch's end still to do
-            self._interrupt(epoch, steps, (loss_sum, correct, counted))
+            self._interrupt(epoch, steps, sums())
         seconds = max(time.perf_counter() - epoch_start, 1e-9)
         counted = max(counted, 1)
         return {"epoch": epoch + 1, "lr": float(self.lr_schedule[(epoch + 1) * steps - 1]),
                 "train_loss": loss_sum / counted, "train_acc": correct / (counted * self.cfg.batch_size),
-                "train_time_s": seconds, "images_per_s": (steps - first) * self.images_per_step / seconds}
+                "train_time_s": seconds_before + seconds,
+                "images_per_s": (steps - first) * self.images_per_step / seconds}
 
     def _step_checkpoint_due(self, epoch: int, step: int) -> bool:
         """Every `ckpt_interval_steps` steps of the run, except after a non-finite loss and where the epoch
