@@ -102,6 +102,17 @@ def pointwise_library() -> str:
     return build_library("pointwise_conv.cc", "pointwise", {})
 
 
+class ReluAbsorbing:
+    """Mixin of the conv cells whose inference kernels can also run the ReLU after them (BN folding,
+    src/deploy/fuse.py, calls `absorb_relu()` and drops that ReLU cell); construct applies it when `fused_relu`."""
+    fused_relu = False
+
+    def absorb_relu(self):
+        """From now on the cell computes relu(conv(x)): the ReLU cell after it can go."""
+        self.fused_relu = True
+        self.compile_cache.clear()  # graph mode would otherwise rerun a graph compiled without the ReLU
+
+
 def keep_float32(cell_flags: dict) -> dict:
     """Mixed-precision flags (to_float / AMP levels) for a cell whose kernels are float32 only: it stays float32,
     as AMP keeps BatchNorm (its inputs are cast, its outputs are float32)."""

@@ -8,7 +8,7 @@ runs bias and, once `absorb_relu()` was called (src/deploy/fuse.py), the ReLU af
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from src.kernels.build import depthwise_library, depthwise_name, keep_float32, kernels_usable
+from src.kernels.build import ReluAbsorbing, depthwise_library, depthwise_name, keep_float32, kernels_usable
 
 
 def _depthwise_ops(geometry):
@@ -42,7 +42,7 @@ def _depthwise_ops(geometry):
     return forward, forward_bias, forward_bias_relu
 
 
-class DepthwiseConv2d(nn.Conv2d):
+class DepthwiseConv2d(ReluAbsorbing, nn.Conv2d):
     """`nn.Conv2d(channels, channels, kernel_size, stride, pad_mode='pad', padding, group=channels, has_bias)`."""
 
     def __init__(self, channels, kernel_size, stride=1, padding=0, has_bias=False):
@@ -52,14 +52,8 @@ class DepthwiseConv2d(nn.Conv2d):
         sh, sw = self.stride
         top, bottom, left, right = (self.padding,) * 4 if isinstance(self.padding, int) else self.padding
         self.custom = self.inference_bias = self.inference_bias_relu = None
-        self.fused_relu = False
         if top == bottom and left == right and tuple(self.dilation) in ((1, 1), (1, 1, 1, 1)) and kernels_usable():
             self.custom, self.inference_bias, self.inference_bias_relu = _depthwise_ops((kh, kw, sh, sw, top, left))
-
-    def absorb_relu(self):
-        """From now on the cell computes relu(conv(x)): the ReLU cell after it can go (BN folding does this)."""
-        self.fused_relu = True
-        self.compile_cache.clear()  # graph mode would otherwise rerun a graph compiled without the ReLU
 
     def construct(self, x):
         if self.custom is None:

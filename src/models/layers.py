@@ -10,6 +10,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 
 from src.kernels import BatchNorm2d, DepthwiseConv2d, kernels_usable
+from src.kernels.build import ReluAbsorbing
 from src.kernels.pointwise import pointwise_inference_ops
 
 
@@ -68,7 +69,7 @@ def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, bias=Fals
                      group=groups, has_bias=bias)
 
 
-class PointwiseConv2d(nn.Conv2d):
+class PointwiseConv2d(ReluAbsorbing, nn.Conv2d):
     """A 1x1 conv (stride 1, no padding) that, in training, runs as one MatMul when its input map is 1x1: the SE
     convs and the head after global pooling, and the last stages of a 32 px input.
 
@@ -85,15 +86,9 @@ class PointwiseConv2d(nn.Conv2d):
     def __init__(self, in_channels, out_channels, has_bias=False):
         super().__init__(in_channels, out_channels, 1, has_bias=has_bias)
         self.matmul = ops.MatMul(transpose_b=True)
-        self.fused_relu = False
         self.inference_bias = self.inference_bias_relu = None
         if kernels_usable():
             self.inference_bias, self.inference_bias_relu = pointwise_inference_ops()
-
-    def absorb_relu(self):
-        """From now on the cell computes relu(conv(x)): the ReLU cell after it can go (BN folding does this)."""
-        self.fused_relu = True
-        self.compile_cache.clear()  # graph mode would otherwise rerun a graph compiled without the ReLU
 
     def construct(self, x):
         if not self.training and self.has_bias and self.inference_bias is not None:
