@@ -259,8 +259,10 @@ class Trainer:
         window = _Window()
         epoch_start = time.perf_counter()
 
-        def sums():  # what a checkpoint taken now hands on to the resumed epoch: its seconds so far count in its time
+        def sums():
+            """What a checkpoint taken now hands on to the resumed epoch; its seconds so far count in its time."""
             return loss_sum, correct, counted, seconds_before + time.perf_counter() - epoch_start
+
         if not self.compiled:
             self.log(f"{steps} steps of {self.images_per_step} images per epoch"
                      f"{'; the first step compiles the training graph' if self.cfg.mode == 'graph' else ''}")
