@@ -4,9 +4,9 @@ depthwise convolution, training-mode BatchNorm, the inference form's convs with 
 one-launch operations over every gradient or parameter (the finiteness check, the EMA update). Cells fall back
 to MindSpore's own ops off CPU, inside `custom_kernels(False)` (export) or when no compiler is available."""
 from src.kernels.batch_norm import BatchNorm2d
-from src.kernels.build import KernelBuildError, custom_kernels, kernels_usable
+from src.kernels.build import KernelBuildError, ReluAbsorbing, custom_kernels, kernels_usable
 from src.kernels.depthwise import DepthwiseConv2d
 from src.kernels.tensor_list import AllFinite, fused_ema_update
 
-__all__ = ["AllFinite", "BatchNorm2d", "DepthwiseConv2d", "KernelBuildError", "custom_kernels", "fused_ema_update",
-           "kernels_usable"]
+__all__ = ["AllFinite", "BatchNorm2d", "DepthwiseConv2d", "KernelBuildError", "ReluAbsorbing", "custom_kernels",
+           "fused_ema_update", "kernels_usable"]

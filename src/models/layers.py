@@ -9,8 +9,7 @@ import mindspore
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from src.kernels import BatchNorm2d, DepthwiseConv2d, kernels_usable
-from src.kernels.build import ReluAbsorbing
+from src.kernels import BatchNorm2d, DepthwiseConv2d, ReluAbsorbing, kernels_usable
 from src.kernels.pointwise import pointwise_inference_ops
 
 
