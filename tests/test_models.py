@@ -75,7 +75,7 @@ _COMPILED_STRUCTURES = {}
 
 
 def cell_structure(net):
-    """The cells' types in definition order: width multipliers and ghost ratios leave it unchanged."""
+    """The cells' types in definition order: a width multiplier leaves it unchanged (a ghost ratio may not)."""
     return tuple(type(cell).__name__ for _, cell in net.cells_and_names())
 
 
