@@ -9,12 +9,16 @@ run was repeated, how close the repeat came. The README's Fashion-MNIST results 
 `--run` is a train.py output directory (config.yaml, metrics.json); `--eval` a validate.py report of one of its
 checkpoints; `--rerun` another output directory of the same command (its metrics.json), for the reproduction
 line. The page (Markdown) goes to `--page`; its images (loss and accuracy curves, the confusion matrix) to a
-folder beside it named as the page without `.md`. Training time is the sum over epochs of the training and
-validation time train.py recorded (graph compilation and start-up excluded; a resumed run counts each epoch once).
+folder beside it named as the page without `.md`, with the run's record: its config.yaml, metrics.json and the
+report as eval.json. That folder is itself a run directory for `--run` and `--rerun`, so a published page can be
+remade, and a later repeat judged against it, after the output directory is gone. Training time is the sum over
+epochs of the training and validation time train.py recorded (graph compilation and start-up excluded; a resumed
+run counts each epoch once).
 """
 import argparse
 import json
 import os
+import shutil
 import sys
 
 import yaml
@@ -90,6 +94,9 @@ def render(config, metrics, report, images, rerun=None, commands=()):
         again = run_summary(rerun)
         if None in (summary["top1_last"], again["top1_last"]):
             raise ResultsError("--rerun compares validation top-1, which one of the runs did not record")
+        if again["epochs"] != summary["epochs"]:
+            raise ResultsError(f"--rerun has {again['epochs']} finished epochs and the run {summary['epochs']}: "
+                               "only a repeat of the whole run can be judged against it")
         gap = abs(again["top1_last"] - summary["top1_last"])
         lines += ["## Reproduction", "", "The same command run a second time, in a fresh output directory:", "",
                   "| run | epochs | last-epoch top-1 (%) | best top-1 (%) | training time |", "|---|---|---|---|---|",
@@ -116,6 +123,16 @@ def render(config, metrics, report, images, rerun=None, commands=()):
     return "\n".join(lines)
 
 
+def keep_record(run_dir, eval_path, record_dir):
+    """Copy the run's config.yaml and metrics.json and the report (as eval.json) into record_dir, atomically each."""
+    for source, name in ((os.path.join(run_dir, "config.yaml"), "config.yaml"),
+                         (os.path.join(run_dir, "metrics.json"), "metrics.json"), (eval_path, "eval.json")):
+        target = os.path.join(record_dir, name)
+        if os.path.abspath(source) != os.path.abspath(target):
+            shutil.copyfile(source, f"{target}.tmp")
+            os.replace(f"{target}.tmp", target)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -140,6 +157,7 @@ def main(argv=None):
     folder = os.path.basename(image_dir)
     images = [f"{folder}/{name}" for name in ("loss_curve.png", "accuracy_curve.png", "confusion_matrix.png")]
     text = render(config, metrics, report, images, rerun, args.command)
+    keep_record(args.run, args.eval, image_dir)
     with open(f"{args.page}.tmp", "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(f"{args.page}.tmp", args.page)

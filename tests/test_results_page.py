@@ -1,7 +1,9 @@
 """scripts/results_page.py: the page of a finished run carries the run's and the report's own figures, its images
-are real PNGs, a repeat is judged against the 0.3-point bar, and a missing or broken input is named."""
+are real PNGs, its folder keeps the run's record, a repeat is judged against the 0.3-point bar (only a finished
+one), and a missing or broken input is named."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -69,6 +71,39 @@ def test_page_holds_the_runs_figures_and_real_images(tmp_path):
         assert f"(page/{name})" in text
         image = matplotlib.image.imread(str(tmp_path / "docs" / "page" / name))
         assert image.ndim == 3 and image.shape[0] > 200 and image.std() > 0.01  # drawn, not blank
+
+
+def test_the_page_keeps_the_runs_record_and_can_be_remade_from_it(tmp_path):
+    """The page's folder holds config.yaml, metrics.json and eval.json: with the output directory gone, the same
+    page comes back from that folder alone, and it can be the run a later repeat is judged against."""
+    run = _run_dir(tmp_path / "run", 0.9050)
+    eval_path, _ = _report(tmp_path / "eval.json")
+    page = tmp_path / "docs" / "page.md"
+    results_page.main(["--run", run, "--eval", eval_path, "--page", str(page)])
+    first = page.read_text()
+    record = tmp_path / "docs" / "page"
+    assert json.loads((record / "metrics.json").read_text())["epochs"][-1]["val_top1"] == 0.9050
+    assert json.loads((record / "eval.json").read_text()) == json.loads((tmp_path / "eval.json").read_text())
+    shutil.rmtree(run)
+    os.remove(eval_path)
+    results_page.main(["--run", str(record), "--eval", str(record / "eval.json"), "--page", str(page)])
+    assert page.read_text() == first
+    rerun = _run_dir(tmp_path / "rerun", 0.9030)
+    results_page.main(["--run", str(record), "--eval", str(record / "eval.json"), "--rerun", rerun,
+                       "--page", str(page)])
+    assert "Difference in last-epoch top-1: 0.20 points (within 0.3 points)." in page.read_text()
+
+
+def test_an_unfinished_repeat_is_refused_naming_both_epoch_counts(tmp_path):
+    run = _run_dir(tmp_path / "run", 0.9050)
+    rerun = _run_dir(tmp_path / "rerun", 0.9050)
+    metrics = json.loads((tmp_path / "rerun" / "metrics.json").read_text())
+    metrics["epochs"] = metrics["epochs"][:2]  # stopped after epoch 2 of 3
+    (tmp_path / "rerun" / "metrics.json").write_text(json.dumps(metrics))
+    eval_path, _ = _report(tmp_path / "eval.json")
+    with pytest.raises(results_page.ResultsError, match="--rerun has 2 finished epochs and the run 3"):
+        results_page.main(["--run", run, "--eval", eval_path, "--rerun", rerun, "--page", str(tmp_path / "p.md")])
+    assert not os.path.exists(tmp_path / "p.md")
 
 
 def test_a_repeat_beyond_the_bar_is_reported_as_such(tmp_path):
