@@ -7,7 +7,8 @@
 An entry is a registered model name; `name:s` sets its Ghost ratio s (`ghost_vgg16:1` is the plain VGG-16, the
 baseline of the Ghost versions). Each entry trains with `train.py --config CONFIG --model NAME [--ghost_ratio s]
 --output_dir OUTPUT/TAG` in a process of its own, so that its peak resident memory (getrusage of that child) and
-its wall time are its own. Then, in this process: params and MACs (src/utils/profile.py) at the schedule's input
+its wall time are its own; both go to OUTPUT/TAG/training_process.json as soon as it ends, so a comparison that is
+stopped part-way keeps them for `--reuse`. Then, in this process: params and MACs (src/utils/profile.py) at the schedule's input
 size, and batch-1 CPU latency of the trained network in its inference form (BN folded, graph mode, median of
 `--latency_repeats`). Accuracy is the test top-1 of the last epoch (EMA weights when the schedule uses EMA) and the
 best epoch's. Entries that share a model name are also given as a fraction of the `:1` entry's params and MACs:
@@ -45,8 +46,9 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=None, help="default: outputs/comparison_<config name>")
     parser.add_argument("--reuse", action="store_true",
                         help="do not retrain entries whose run has every epoch (their memory and wall time come "
-                             "from OUTPUT/comparison.json; without one those columns stay blank), and resume the "
-                             "ones that stopped part-way (`train.py --resume auto`; wall time then left blank)")
+                             "from the run's training_process.json; without one those columns stay blank), and "
+                             "resume the ones that stopped part-way (`train.py --resume auto`; wall time then left "
+                             "blank)")
     parser.add_argument("--latency_repeats", type=int, default=30)
     args, rest = parser.parse_known_args(argv)
     overrides = parse_overrides(rest)
@@ -72,6 +74,18 @@ def _epochs_done(run_dir):
         return 0
     with open(path, encoding="utf-8") as f:
         return len(json.load(f)["epochs"])
+
+
+PROCESS_RECORD = "training_process.json"  # in each entry's run directory: what only the training process could measure
+
+
+def _process_record(run_dir):
+    """wall_s and peak_rss_mib of the process that trained run_dir (None each when it left no record)."""
+    path = os.path.join(run_dir, PROCESS_RECORD)
+    if not os.path.isfile(path):
+        return {"wall_s": None, "peak_rss_mib": None}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def train(config, rest, name, ratio, run_dir, resume=False):
@@ -137,17 +151,13 @@ def main(argv=None):
     entries = [parse_entry(entry) for entry in args.models]
     output = args.output or os.path.join("outputs", "comparison_" + os.path.splitext(os.path.basename(args.config))[0])
     os.makedirs(output, exist_ok=True)
-    previous = {}
-    if os.path.isfile(os.path.join(output, "comparison.json")):
-        with open(os.path.join(output, "comparison.json"), encoding="utf-8") as f:
-            previous = {row["tag"]: row for row in json.load(f)["rows"]}
 
     runs = {}
     for name, ratio, tag in entries:
         run_dir = os.path.join(output, tag)
         if args.reuse and _epochs_done(run_dir) >= cfg.epochs:
             print(f"== {tag}: reusing the finished run in {run_dir}", flush=True)
-            runs[tag] = {key: previous.get(tag, {}).get(key) for key in ("wall_s", "peak_rss_mib")}
+            runs[tag] = _process_record(run_dir)
             continue
         resume = args.reuse and bool(RunCheckpoints(run_dir, keep=0).resumable())
         if resume:
@@ -155,6 +165,9 @@ def main(argv=None):
                   f"epochs done); its wall time will be left blank", flush=True)
         wall, peak = train(args.config, rest, name, ratio, run_dir, resume)
         runs[tag] = {"wall_s": None if resume else wall, "peak_rss_mib": peak}
+        with open(os.path.join(run_dir, f"{PROCESS_RECORD}.tmp"), "w", encoding="utf-8") as f:
+            json.dump(runs[tag], f)
+        os.replace(os.path.join(run_dir, f"{PROCESS_RECORD}.tmp"), os.path.join(run_dir, PROCESS_RECORD))
 
     rows = []
     for name, ratio, tag in entries:
