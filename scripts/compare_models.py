@@ -6,14 +6,14 @@
 
 An entry is a registered model name; `name:s` sets its Ghost ratio s (`ghost_vgg16:1` is the plain VGG-16, the
 baseline of the Ghost versions). Each entry trains with `train.py --config CONFIG --model NAME [--ghost_ratio s]
---output_dir OUTPUT/TAG` in a process of its own, so that its peak resident memory (getrusage of that child) and
-its wall time are its own; both go to OUTPUT/TAG/training_process.json as soon as it ends, so a comparison that is
-stopped part-way keeps them for `--reuse`. Then, in this process: params and MACs (src/utils/profile.py) at the schedule's input
-size, and batch-1 CPU latency of the trained network in its inference form (BN folded, graph mode, median of
-`--latency_repeats`). Accuracy is the test top-1 of the last epoch (EMA weights when the schedule uses EMA) and the
-best epoch's. Entries that share a model name are also given as a fraction of the `:1` entry's params and MACs:
-the paper's claim is that a Ghost module with ratio s costs about 1/s of the conv it replaces at the same accuracy.
-The table goes to stdout and OUTPUT/comparison.md, every figure to OUTPUT/comparison.json.
+--output_dir OUTPUT/TAG` in a process of its own, so that its peak resident memory (getrusage of that child) and its
+wall time are its own; both go to OUTPUT/TAG/training_process.json as soon as it ends, so a comparison that is
+stopped part-way keeps them for `--reuse`. Then, in this process: params and MACs (src/utils/profile.py) at the
+schedule's input size, and batch-1 CPU latency of the trained network in its inference form (BN folded, graph mode,
+median of `--latency_repeats`). Accuracy is the test top-1 of the last epoch (EMA weights when the schedule uses
+EMA) and the best epoch's. Entries that share a model name are also given as a fraction of the `:1` entry's params
+and MACs: the paper's claim is that a Ghost module with ratio s costs about 1/s of the conv it replaces at the same
+accuracy. The table goes to stdout and OUTPUT/comparison.md, every figure to OUTPUT/comparison.json.
 """
 import argparse
 import json
@@ -165,9 +165,10 @@ def main(argv=None):
                   f"epochs done); its wall time will be left blank", flush=True)
         wall, peak = train(args.config, rest, name, ratio, run_dir, resume)
         runs[tag] = {"wall_s": None if resume else wall, "peak_rss_mib": peak}
-        with open(os.path.join(run_dir, f"{PROCESS_RECORD}.tmp"), "w", encoding="utf-8") as f:
+        record = os.path.join(run_dir, PROCESS_RECORD)
+        with open(f"{record}.tmp", "w", encoding="utf-8") as f:
             json.dump(runs[tag], f)
-        os.replace(os.path.join(run_dir, f"{PROCESS_RECORD}.tmp"), os.path.join(run_dir, PROCESS_RECORD))
+        os.replace(f"{record}.tmp", record)
 
     rows = []
     for name, ratio, tag in entries:
