@@ -9,7 +9,6 @@ Evaluates cfg.val_split (override with --val_split), prints a report and writes 
 A checkpoint that does not fit the model is an error naming the keys; EMA weights are used when present.
 Every key of src/config.py's Config is a flag (--key value).
 """
-import json
 import os
 import sys
 
@@ -23,6 +22,7 @@ from src.engine.evaluate import evaluate
 from src.engine.metrics import format_report
 from src.engine.plots import plot_confusion_matrix
 from src.engine.train_step import mixed_precision
+from src.utils.files import write_json_atomic
 
 
 def load_network(cfg, info):
@@ -38,9 +38,7 @@ def write_report(report: dict, cfg) -> str:
     name = os.path.splitext(os.path.basename(cfg.mindir or cfg.ckpt_path))[0]
     stem = os.path.join(cfg.output_dir, f"eval_{name}_{cfg.val_split}")
     os.makedirs(cfg.output_dir, exist_ok=True)
-    with open(f"{stem}.json.tmp", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1)
-    os.replace(f"{stem}.json.tmp", f"{stem}.json")
+    write_json_atomic(f"{stem}.json", report)
     plot_confusion_matrix(report, f"{stem}.png")
     return f"{stem}.json"
 

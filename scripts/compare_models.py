@@ -28,6 +28,7 @@ sys.path.insert(0, REPO)
 import src  # noqa: E402,F401  (before mindspore: CPU kernel selection)
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
 from src.engine.checkpoint import RunCheckpoints  # noqa: E402
+from src.utils.files import write_json_atomic, write_text_atomic  # noqa: E402
 
 DEFAULT_MODELS = ["ghostnet_050", "ghostnet_100", "ghostnet_130", "mobilenetv3_large_100",
                   "ghost_vgg16:1", "ghost_vgg16:2", "ghost_vgg16:3", "ghost_vgg16:4"]
@@ -165,10 +166,7 @@ def main(argv=None):
                   f"epochs done); its wall time will be left blank", flush=True)
         wall, peak = train(args.config, rest, name, ratio, run_dir, resume)
         runs[tag] = {"wall_s": None if resume else wall, "peak_rss_mib": peak}
-        record = os.path.join(run_dir, PROCESS_RECORD)
-        with open(f"{record}.tmp", "w", encoding="utf-8") as f:
-            json.dump(runs[tag], f)
-        os.replace(f"{record}.tmp", record)
+        write_json_atomic(os.path.join(run_dir, PROCESS_RECORD), runs[tag])
 
     rows = []
     for name, ratio, tag in entries:
@@ -179,11 +177,9 @@ def main(argv=None):
         rows.append(row)
         print(f"== {tag}: {json.dumps(row)}", flush=True)
 
-    with open(os.path.join(output, "comparison.json"), "w", encoding="utf-8") as f:
-        json.dump({"config": args.config, "overrides": rest, "rows": rows}, f, indent=1)
+    write_json_atomic(os.path.join(output, "comparison.json"), {"config": args.config, "overrides": rest, "rows": rows})
     text = table(rows)
-    with open(os.path.join(output, "comparison.md"), "w", encoding="utf-8") as f:
-        f.write(text + "\n")
+    write_text_atomic(os.path.join(output, "comparison.md"), text + "\n")
     print(text)
     return 0
 

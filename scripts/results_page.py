@@ -18,7 +18,6 @@ run counts each epoch once).
 import argparse
 import json
 import os
-import shutil
 import sys
 
 import yaml
@@ -27,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from src.engine.history import MetricsHistory  # noqa: E402
 from src.engine.plots import plot_confusion_matrix, plot_curves  # noqa: E402
+from src.utils.files import copy_atomic, write_text_atomic  # noqa: E402
 
 REPRODUCE_TOLERANCE = 0.3  # points of top-1 a repeat of the command may differ by (the bar)
 CONFIG_KEYS = ("model", "small_input", "dataset", "image_size", "batch_size", "epochs", "optimizer", "lr",
@@ -129,8 +129,7 @@ def keep_record(run_dir, eval_path, record_dir):
                          (os.path.join(run_dir, "metrics.json"), "metrics.json"), (eval_path, "eval.json")):
         target = os.path.join(record_dir, name)
         if os.path.abspath(source) != os.path.abspath(target):
-            shutil.copyfile(source, f"{target}.tmp")
-            os.replace(f"{target}.tmp", target)
+            copy_atomic(source, target)
 
 
 def parse_args(argv=None):
@@ -158,9 +157,7 @@ def main(argv=None):
     images = [f"{folder}/{name}" for name in ("loss_curve.png", "accuracy_curve.png", "confusion_matrix.png")]
     text = render(config, metrics, report, images, rerun, args.command)
     keep_record(args.run, args.eval, image_dir)
-    with open(f"{args.page}.tmp", "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(f"{args.page}.tmp", args.page)
+    write_text_atomic(args.page, text)
     print(f"results page written to {args.page} (images in {image_dir})")
     return 0
 

@@ -36,7 +36,6 @@ Any other `--key value` overrides that config key (src/config.py), as in train.p
 """
 import argparse
 import difflib
-import json
 import math
 import os
 import sys
@@ -60,6 +59,7 @@ from src.deploy.network import Sizes, build_network  # noqa: E402
 from src.engine.build import build_model, setup_context  # noqa: E402
 from src.engine.checkpoint import CheckpointError  # noqa: E402
 from src.models import model_info  # noqa: E402
+from src.utils.files import write_json_atomic  # noqa: E402
 from src.utils.redundancy import channel_redundancy  # noqa: E402
 
 COMPARE = "--compare"
@@ -356,12 +356,6 @@ def _model_label(cfg):
     return label + (f", {os.path.basename(cfg.ckpt_path)}" if cfg.ckpt_path else ", random weights")
 
 
-def _write_json(path, value):
-    with open(f"{path}.tmp", "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1)
-    os.replace(f"{path}.tmp", path)
-
-
 def visualize(spec, args, used_stems):
     """Capture, measure and draw one model's layer; -> the report written to its JSON."""
     cfg = spec.cfg
@@ -405,7 +399,7 @@ def visualize(spec, args, used_stems):
                   weights=kind, layer=spec.layer, layer_calls=calls, input=source,
                   map_shape=list(maps.shape), similarity="cosine of the flattened raw maps", **summary,
                   redundancy_over_images=over_images, png=png)
-    _write_json(os.path.join(cfg.output_dir, stem + ".json"), report)
+    write_json_atomic(os.path.join(cfg.output_dir, stem + ".json"), report)
     best = summary["top_pairs"][0] if summary["top_pairs"] else None
     score = "n/a" if summary["redundancy"] is None else f"{summary['redundancy']:.4f}"
     print(f"{_model_label(cfg)}, layer {spec.layer} ({maps.shape[0]} x {maps.shape[1]}x{maps.shape[2]}), "
@@ -453,7 +447,7 @@ def main(argv=None):
         print("\n".join(compare_table(reports)))
         path = os.path.join(specs[0].cfg.output_dir,
                             f"redundancy_compare_{_source_tag(reports[0]['input'])}.json")
-        _write_json(path, [{k: r[k] for k in ("label", "model", "ghost_ratio", "width", "ckpt_path", "weights",
+        write_json_atomic(path, [{k: r[k] for k in ("label", "model", "ghost_ratio", "width", "ckpt_path", "weights",
                                               "layer", "map_shape", "channels", "dead_channels", "redundancy",
                                               "redundancy_over_images", "top_pairs", "png")} for r in reports])
         print(f"comparison written to {path}")

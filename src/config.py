@@ -13,6 +13,8 @@ from typing import List, Optional
 
 import yaml
 
+from src.utils.files import write_atomic
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key and the problem."""
@@ -267,7 +269,4 @@ def parse_overrides(argv: List[str]) -> dict:
 
 def save_config(cfg: Config, path: str):
     """Write the resolved config as YAML (atomically: temporary file, then rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False))

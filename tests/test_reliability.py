@@ -28,6 +28,7 @@ from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optim import create_optimizer
 from src.engine.train_step import TrainStep, create_loss_scaler
 from src.engine.trainer import NonFiniteLossError, TrainingInterrupted
+from src.utils.files import write_atomic, write_json_atomic
 from tests.data_fixtures import make_idx_dataset, make_image_folder, make_oxford_pets, write_idx
 from tests.engine_fixtures import TinyNet, tiny_config, write_config
 
@@ -216,6 +217,25 @@ def test_crash_during_a_save_leaves_the_previous_checkpoint(tmp_path, monkeypatc
     assert open(path, "rb").read() == before
     assert load_weights(TinyNet(), path) == "trained"
 
+
+
+@pytest.mark.parametrize("crash", [OSError("No space left on device"), KeyboardInterrupt()],
+                         ids=["disk full", "interrupted"])
+def test_crash_while_writing_a_report_leaves_the_previous_one(tmp_path, crash):
+    """metrics.json, config.yaml, evaluation reports, results pages and comparison records all go through
+    write_atomic: a write that dies half-way leaves the previous file whole and no temporary file."""
+    path = str(tmp_path / "metrics.json")
+    write_json_atomic(path, {"epochs": [1, 2]})
+
+    def write_half_then_crash(f):
+        f.write('{"epochs": [1, 2, ')
+        raise crash
+
+    with pytest.raises(type(crash)):
+        write_atomic(path, write_half_then_crash)
+    assert os.listdir(tmp_path) == ["metrics.json"]
+    with open(path, encoding="utf-8") as f:
+        assert json.load(f) == {"epochs": [1, 2]}
 
 def test_resumable_checkpoints_newest_first_and_rotated(tmp_path):
     runs = RunCheckpoints(str(tmp_path), keep=2)

@@ -4,15 +4,10 @@ import csv
 import json
 import os
 
+from src.utils.files import write_atomic
+
 EPOCH_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "train_time_s",
                  "val_time_s", "images_per_s")
-
-
-def _write_atomic(path, write):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        write(f)
-    os.replace(tmp, path)
 
 
 class MetricsHistory:
@@ -43,9 +38,9 @@ class MetricsHistory:
         self.save()
 
     def save(self):
-        _write_atomic(os.path.join(self.directory, "metrics.json"),
+        write_atomic(os.path.join(self.directory, "metrics.json"),
                       lambda f: json.dump({"epochs": self.epochs, "steps": self.steps}, f, indent=1))
-        _write_atomic(os.path.join(self.directory, "metrics.csv"), self._write_csv)
+        write_atomic(os.path.join(self.directory, "metrics.csv"), self._write_csv)
 
     def _write_csv(self, f):
         writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS)

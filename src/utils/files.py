@@ -1,0 +1,32 @@
+"""Files written whole or not at all: whoever reads them next (a resumed run, a results page, `--reuse`, another
+process) never finds half a file after a crash, a kill or a full disk."""
+import json
+import os
+import shutil
+
+
+def write_atomic(path, write):
+    """Call `write(f)` on a temporary file beside `path`, then rename it onto `path` (one atomic step on POSIX); if
+    `write` fails, `path` keeps its old content and the temporary file is removed."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_text_atomic(path, text):
+    write_atomic(path, lambda f: f.write(text))
+
+
+def write_json_atomic(path, value, indent=1):
+    write_atomic(path, lambda f: json.dump(value, f, indent=indent))
+
+
+def copy_atomic(source, path):
+    shutil.copyfile(source, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
