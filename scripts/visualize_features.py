@@ -28,9 +28,9 @@ Per model, in its output_dir (`--output_dir DIR`), named features_<model>[_s<rat
 The redundancy of every model is printed; with --compare also written to redundancy_compare_<input>.json.
 Trained VGG-16 against Ghost-VGG-16 (the comparison's runs, README):
 
-    python scripts/visualize_features.py --config configs/comparison/fashion_mnist.yaml --model ghost_vgg16 \
-        --index 0 --images 100 --layer features.4 --ghost_ratio 1 \
-        --ckpt_path outputs/comparison_fashion_mnist/ghost_vgg16_s1/best.ckpt \
+    python scripts/visualize_features.py --config configs/comparison/fashion_mnist.yaml --model ghost_vgg16 \\
+        --output_dir outputs/redundancy_vgg --index 0 --images 100 --layer features.4 --ghost_ratio 1 \\
+        --ckpt_path outputs/comparison_fashion_mnist/ghost_vgg16_s1/best.ckpt \\
         --compare --ghost_ratio 2 --ckpt_path outputs/comparison_fashion_mnist/ghost_vgg16_s2/best.ckpt
 Any other `--key value` overrides that config key (src/config.py), as in train.py.
 """
