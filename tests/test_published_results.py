@@ -1,0 +1,76 @@
+"""The figures published in README.md and docs/results/ are the ones in the run records kept beside them: a table
+edited by hand, or a record replaced without its table, fails here."""
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from scripts import results_page
+from scripts.compare_models import table
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "docs", "results")
+COMPARISON = os.path.join(RESULTS, "comparison_fashion_mnist")
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _comparison_rows():
+    with open(os.path.join(COMPARISON, "comparison.json"), encoding="utf-8") as f:
+        return json.load(f)["rows"]
+
+
+def test_comparison_table_in_readme_and_page_is_the_one_its_record_renders():
+    rendered = table(_comparison_rows())
+    assert _read(os.path.join(COMPARISON, "comparison.md")).rstrip("\n") == rendered
+    for document in (os.path.join(REPO, "README.md"), os.path.join(RESULTS, "comparison_fashion_mnist.md")):
+        assert rendered in _read(document), f"{document} does not hold the table of {COMPARISON}/comparison.json"
+
+
+def test_comparison_rows_agree_with_each_entry_run_record():
+    rows = _comparison_rows()
+    assert len(rows) == 8
+    for row in rows:
+        run = os.path.join(COMPARISON, row["tag"])
+        with open(os.path.join(run, "metrics.json"), encoding="utf-8") as f:
+            epochs = json.load(f)["epochs"]
+        with open(os.path.join(run, "training_process.json"), encoding="utf-8") as f:
+            process = json.load(f)
+        assert row["epochs"] == len(epochs) == 2
+        assert row["top1_last"] == pytest.approx(100 * epochs[-1]["val_top1"])
+        assert row["train_time_s"] == pytest.approx(sum(e["train_time_s"] for e in epochs))
+        assert (row["wall_s"], row["peak_rss_mib"]) == (process["wall_s"], process["peak_rss_mib"])
+
+
+def test_published_redundancy_figures_are_the_recorded_ones():
+    with open(os.path.join(COMPARISON, "redundancy", "redundancy_compare_test0.json"), encoding="utf-8") as f:
+        models = json.load(f)
+    assert [m["ghost_ratio"] for m in models] == [1, 2, 3, 4]
+    readme, page = (_read(path).replace("**", "") for path in  # bold or not, the figure is the same
+                    (os.path.join(REPO, "README.md"), os.path.join(RESULTS, "comparison_fashion_mnist.md")))
+    for model in models:
+        over_images = model["redundancy_over_images"]
+        assert over_images["count"] == len(over_images["per_image"]) == 100
+        figure = f"{over_images['mean']:.3f} +- {over_images['std']:.3f}"
+        assert figure in readme and figure in page, figure
+        assert f"{min(over_images['per_image']):.3f} - {max(over_images['per_image']):.3f}" in page
+
+
+@pytest.mark.parametrize("name", ["ghostnet_100_fashion_mnist", "ghostnet_100_small_fashion_mnist_rerun"])
+def test_results_page_is_remade_from_its_record(tmp_path, name):
+    """The page's own folder is a run directory (config.yaml, metrics.json, eval.json); remade from it, on a copy,
+    the page comes out byte for byte as published."""
+    published = _read(os.path.join(RESULTS, f"{name}.md"))
+    commands = re.search(r"Reproduce:\n\n```\n(.*?)\n```", published, re.S).group(1).split("\n")
+    record = tmp_path / name
+    shutil.copytree(os.path.join(RESULTS, name), record)
+    argv = ["--run", str(record), "--eval", str(record / "eval.json"), "--page", str(tmp_path / f"{name}.md")]
+    for command in commands:
+        argv += ["--command", command]
+    assert results_page.main(argv) == 0
+    assert (tmp_path / f"{name}.md").read_text(encoding="utf-8") == published
