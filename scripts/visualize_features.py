@@ -447,9 +447,10 @@ def main(argv=None):
         print("\n".join(compare_table(reports)))
         path = os.path.join(specs[0].cfg.output_dir,
                             f"redundancy_compare_{_source_tag(reports[0]['input'])}.json")
-        write_json_atomic(path, [{k: r[k] for k in ("label", "model", "ghost_ratio", "width", "ckpt_path", "weights",
-                                              "layer", "map_shape", "channels", "dead_channels", "redundancy",
-                                              "redundancy_over_images", "top_pairs", "png")} for r in reports])
+        write_json_atomic(path, [{k: r[k] for k in ("label", "model", "ghost_ratio", "width", "ckpt_path",
+                                                    "weights", "layer", "map_shape", "channels", "dead_channels",
+                                                    "redundancy", "redundancy_over_images", "top_pairs", "png")}
+                                 for r in reports])
         print(f"comparison written to {path}")
     return 0
 

@@ -28,7 +28,7 @@ from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optim import create_optimizer
 from src.engine.train_step import TrainStep, create_loss_scaler
 from src.engine.trainer import NonFiniteLossError, TrainingInterrupted
-from src.utils.files import write_atomic, write_json_atomic
+from src.utils.files import copy_atomic, write_atomic, write_json_atomic
 from tests.data_fixtures import make_idx_dataset, make_image_folder, make_oxford_pets, write_idx
 from tests.engine_fixtures import TinyNet, tiny_config, write_config
 
@@ -233,6 +233,8 @@ def test_crash_while_writing_a_report_leaves_the_previous_one(tmp_path, crash):
 
     with pytest.raises(type(crash)):
         write_atomic(path, write_half_then_crash)
+    with pytest.raises(FileNotFoundError):  # a record copied from a run directory that is gone
+        copy_atomic(str(tmp_path / "missing" / "metrics.json"), path)
     assert os.listdir(tmp_path) == ["metrics.json"]
     with open(path, encoding="utf-8") as f:
         assert json.load(f) == {"epochs": [1, 2]}

@@ -39,7 +39,7 @@ class MetricsHistory:
 
     def save(self):
         write_atomic(os.path.join(self.directory, "metrics.json"),
-                      lambda f: json.dump({"epochs": self.epochs, "steps": self.steps}, f, indent=1))
+                     lambda f: json.dump({"epochs": self.epochs, "steps": self.steps}, f, indent=1))
         write_atomic(os.path.join(self.directory, "metrics.csv"), self._write_csv)
 
     def _write_csv(self, f):

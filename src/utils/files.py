@@ -5,18 +5,25 @@ import os
 import shutil
 
 
-def write_atomic(path, write):
-    """Call `write(f)` on a temporary file beside `path`, then rename it onto `path` (one atomic step on POSIX); if
-    `write` fails, `path` keeps its old content and the temporary file is removed."""
+def _replace_atomic(path, fill):
+    """`fill(tmp)` writes a temporary file beside `path`, which is then renamed onto it (one atomic step on POSIX);
+    if `fill` fails, `path` keeps its old content and the temporary file is removed."""
     tmp = f"{path}.tmp"
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            write(f)
+        fill(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_atomic(path, write):
+    """Text file written by `write(f)`."""
+    def fill(tmp):
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            write(f)
+    _replace_atomic(path, fill)
 
 
 def write_text_atomic(path, text):
@@ -28,5 +35,4 @@ def write_json_atomic(path, value, indent=1):
 
 
 def copy_atomic(source, path):
-    shutil.copyfile(source, f"{path}.tmp")
-    os.replace(f"{path}.tmp", path)
+    _replace_atomic(path, lambda tmp: shutil.copyfile(source, tmp))
