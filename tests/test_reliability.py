@@ -218,7 +218,6 @@ def test_crash_during_a_save_leaves_the_previous_checkpoint(tmp_path, monkeypatc
     assert load_weights(TinyNet(), path) == "trained"
 
 
-
 @pytest.mark.parametrize("crash", [OSError("No space left on device"), KeyboardInterrupt()],
                          ids=["disk full", "interrupted"])
 def test_crash_while_writing_a_report_leaves_the_previous_one(tmp_path, crash):
@@ -238,6 +237,7 @@ def test_crash_while_writing_a_report_leaves_the_previous_one(tmp_path, crash):
     assert os.listdir(tmp_path) == ["metrics.json"]
     with open(path, encoding="utf-8") as f:
         assert json.load(f) == {"epochs": [1, 2]}
+
 
 def test_resumable_checkpoints_newest_first_and_rotated(tmp_path):
     runs = RunCheckpoints(str(tmp_path), keep=2)
