@@ -24,12 +24,12 @@ import numpy as np
 import src  # noqa: F401  (before mindspore: picks the CPU kernels)
 import mindspore
 
+from src.checkpoint import CheckpointError
 from src.config import ConfigError, load_config, parse_overrides
 from src.deploy import ExportedModelError, load_exported, prepare_for_inference
-from src.deploy.network import build_network
-from src.engine.build import setup_context
-from src.engine.checkpoint import CheckpointError
+from src.device import setup_context
 from src.kernels import custom_kernels
+from src.network import build_network
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 TOLERANCE = 1e-4

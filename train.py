@@ -21,17 +21,19 @@ import os
 import sys
 
 import src  # noqa: F401  (first: selects the CPU kernels before mindspore loads)
-from src.config import ConfigError, save_config
+from src.checkpoint import CheckpointError, load_pretrained
+from src.config import ConfigError, config_from_command_line, prepare_output_dir, save_config
 from src.data import DatasetError, create_dataset
+from src.device import setup_context
 from src.distributed import init_distributed
-from src.engine.build import build_model, config_from_command_line, prepare_output_dir, setup_context
-from src.engine.checkpoint import CheckpointError, TrainingState, load_pretrained
+from src.engine.checkpoint import TrainingState
 from src.engine.distill import build_teacher
 from src.engine.ema import ModelEMA
 from src.engine.epoch_data import EpochData
 from src.engine.loss import DistillationLoss, SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optim import create_optimizer
+from src.network import build_model
 from src.engine.train_step import (TrainStep, create_loss_scaler, gradient_reducer, loss_scaler_state,
                                    mixed_precision)
 from src.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted

@@ -13,15 +13,16 @@ import os
 import sys
 
 import src  # noqa: F401  (first: selects the CPU kernels before mindspore loads)
-from src.config import ConfigError
+from src.checkpoint import CheckpointError, load_weights
+from src.config import ConfigError, config_from_command_line
 from src.data import DatasetError, create_dataset
 from src.deploy import ExportedModelError, load_exported
-from src.engine.build import build_model, config_from_command_line, setup_context
-from src.engine.checkpoint import CheckpointError, load_weights
+from src.device import setup_context
 from src.engine.evaluate import evaluate
 from src.engine.metrics import format_report
 from src.engine.plots import plot_confusion_matrix
 from src.engine.train_step import mixed_precision
+from src.network import build_model
 from src.utils.files import write_json_atomic
 
 

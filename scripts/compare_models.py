@@ -112,7 +112,7 @@ def measure(cfg, run_dir, latency_repeats):
     import numpy as np
     import mindspore
     from src.deploy import prepare_for_inference
-    from src.deploy.network import build_network
+    from src.network import build_network
     from src.utils.profile import count_macs, count_params, measure_latency
 
     net, _, channels = build_network(cfg, os.path.join(run_dir, "best.ckpt"))

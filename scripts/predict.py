@@ -22,13 +22,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import src  # noqa: E402,F401  (before mindspore: picks the CPU kernels)
 import mindspore  # noqa: E402
 
+from src.checkpoint import CheckpointError  # noqa: E402
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
 from src.data import DatasetError, create_dataset, dataset_statistics, image_file_preprocess  # noqa: E402
 from src.data.readers import IMAGE_EXTENSIONS  # noqa: E402
 from src.deploy import ExportedModelError, load_exported  # noqa: E402
-from src.deploy.network import build_network  # noqa: E402
-from src.engine.build import setup_context  # noqa: E402
-from src.engine.checkpoint import CheckpointError  # noqa: E402
+from src.device import setup_context  # noqa: E402
+from src.network import build_network  # noqa: E402
 
 TOP_K = 5
 BATCH = 16

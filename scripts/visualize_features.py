@@ -53,12 +53,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from src.checkpoint import CheckpointError  # noqa: E402
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
 from src.data import DatasetError, create_dataset, dataset_statistics, image_file_preprocess  # noqa: E402
-from src.deploy.network import Sizes, build_network  # noqa: E402
-from src.engine.build import build_model, setup_context  # noqa: E402
-from src.engine.checkpoint import CheckpointError  # noqa: E402
-from src.models import model_info  # noqa: E402
+from src.device import setup_context  # noqa: E402
+from src.network import Sizes, build_model, build_network, registered_model_info  # noqa: E402
 from src.utils.files import write_json_atomic  # noqa: E402
 from src.utils.redundancy import channel_redundancy  # noqa: E402
 
@@ -177,10 +176,7 @@ def build_eval_network(cfg, info):
     if cfg.ckpt_path:
         return build_network(cfg, cfg.ckpt_path)
     channels = info.in_channels if info else dataset_statistics(cfg)[0]
-    try:
-        default_classes = model_info(cfg.model).num_classes
-    except KeyError as err:
-        raise ConfigError(f"config key 'model': {err.args[0]}") from None
+    default_classes = registered_model_info(cfg.model).num_classes
     sizes = Sizes(cfg.num_classes or (info.num_classes if info else default_classes), cfg.in_channels or channels)
     net = build_model(cfg, sizes)
     net.set_train(False)

@@ -4,6 +4,7 @@ The schema is the `Config` dataclass below: one flat namespace (so every key can
 grouped by the subsystem that reads it. Values are type-checked, unknown keys are an error naming the closest
 valid key, and the resolved config is written next to the checkpoints.
 """
+import argparse
 import dataclasses
 import difflib
 import os
@@ -270,3 +271,24 @@ def parse_overrides(argv: List[str]) -> dict:
 def save_config(cfg: Config, path: str):
     """Write the resolved config as YAML (atomically: temporary file, then rename)."""
     write_atomic(path, lambda f: yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False))
+
+
+def config_from_command_line(argv, description: str) -> Config:
+    """`--config FILE` plus `--key value` overrides of any Config key -> the validated Config."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Any key of src/config.py's Config can be given as --key value.")
+    parser.add_argument("--config", default=None, help="YAML file with the run's settings")
+    args, overrides = parser.parse_known_args(argv)
+    return load_config(args.config, parse_overrides(overrides))
+
+
+def prepare_output_dir(directory: str):
+    """Create `directory` and prove it writable before any data is read or graph compiled; ConfigError if not."""
+    probe = os.path.join(directory, ".write_test")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(probe, "w", encoding="utf-8") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as err:
+        raise ConfigError(f"config key 'output_dir': cannot write to {directory}: {err.strerror or err}") from err

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
+from src.checkpoint import CheckpointError, load_pretrained, load_weights, read_checkpoint, save_checkpoint
 from src.config import CHOICES, Config
-from src.engine.checkpoint import (CheckpointError, RunCheckpoints, TrainingState, load_pretrained, load_weights,
-                                   read_checkpoint, save_checkpoint)
+from src.device import setup_context
+from src.engine.checkpoint import RunCheckpoints, TrainingState
 from src.engine.ema import ModelEMA
 from src.engine.loss import SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optim import create_optimizer, parameter_groups
-from src.engine.build import setup_context
 from src.engine.train_step import TrainStep, create_loss_scaler, loss_scaler_state, mixed_precision
 from src.kernels import custom_kernels, kernels_usable
 from tests.engine_fixtures import TinyNet

@@ -15,8 +15,8 @@ import mindspore
 import mindspore.nn as nn
 
 from export import ExportError, main as export_main
+from src.checkpoint import CheckpointError
 from src.deploy import ExportedModelError, fold_batchnorm, load_exported, prepare_for_inference
-from src.engine.checkpoint import CheckpointError
 from src.models import create_model, list_models, model_info
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

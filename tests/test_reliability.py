@@ -19,10 +19,10 @@ import pytest
 from mindspore import Tensor
 
 import train
+from src.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from src.config import Config, ConfigError
 from src.data import DatasetError, DatasetNotFoundError
-from src.engine.checkpoint import (CheckpointError, RunCheckpoints, TrainingState, load_weights, read_checkpoint,
-                                   save_checkpoint)
+from src.engine.checkpoint import RunCheckpoints, TrainingState
 from src.engine.loss import SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optim import create_optimizer

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import train
-from src.engine.checkpoint import read_checkpoint, save_checkpoint
+from src.checkpoint import read_checkpoint, save_checkpoint
 from src.engine.trainer import Trainer
 from tests.data_fixtures import make_image_folder
 from tests.engine_fixtures import TinyNet, tiny_config, write_config

@@ -12,8 +12,8 @@ import pytest
 from mindspore import Tensor
 
 import validate
+from src.checkpoint import CheckpointError, save_checkpoint
 from src.config import ConfigError
-from src.engine.checkpoint import CheckpointError, save_checkpoint
 from src.engine.evaluate import evaluate
 from src.engine.metrics import format_report
 from tests.engine_fixtures import TinyNet, tiny_config, write_config

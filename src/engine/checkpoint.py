@@ -1,146 +1,17 @@
-"""Checkpoint files: what they hold, atomic writes, strict loading, resuming and fine-tuning.
+"""A training run's checkpoint files: the state a resumed run needs, and the run directory's rotation.
 
-One namespace per purpose, so that any reader can take the part it needs from any checkpoint:
-- `<name>`: model weights, named as the network names them: what validate.py, export and `--pretrained` read;
-- `ema.<name>`: EMA weights, when the run keeps them (evaluation prefers them: they are what training validated);
-- `state.<...>`: the rest of a training run (optimizer moments and step, loss scale, EMA update count), read
-  only by `--resume`; `state.meta.<key>` holds scalars and strings (epoch, best top-1).
-Run directories hold `epoch_NNNN.ckpt` (full training state after NNNN epochs, the newest `keep_checkpoints`
-kept), `epoch_NNNN_step_SSSS.ckpt` (full training state SSSS batches into epoch NNNN + 1: periodic step
-checkpoints and the one written on SIGINT/SIGTERM, the newest `keep_checkpoints` kept) and `best.ckpt` (only the
-weights that scored the best validation top-1).
-
-Integrity: every file is written to a temporary name and renamed (a crash leaves the previous file intact), with
-a CRC per entry (checked on reading) and, as its first entry, the number of entries written, so that a file cut
-short is an error naming it rather than a checkpoint that silently lacks its last tensors. Files are read with
-mindspore.load_checkpoint (protobuf), never unpickled.
+File format, integrity and weight loading are src/checkpoint.py's; this module decides what a training run saves
+(`TrainingState`) and under which names (`RunCheckpoints`).
 """
 import glob
 import os
 import re
 
-import mindspore as ms
-import numpy as np
+from src.checkpoint import (STATE_PREFIX, CheckpointError, assign_values, find_mismatch, mismatch_message,
+                            read_checkpoint, save_checkpoint)
 
-EMA_PREFIX = "ema."
-STATE_PREFIX = "state."
-META_PREFIX = STATE_PREFIX + "meta."
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.ckpt$")
 _STEP_FILE = re.compile(r"epoch_(\d+)_step_(\d+)\.ckpt$")
-_ENTRIES = "entries"  # meta key of the entry count, written first
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable or does not fit; the message names the file and the keys."""
-
-
-def _key_list(keys, limit=8):
-    shown = ", ".join(keys[:limit])
-    return shown + (f" ... and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def save_checkpoint(path: str, tensors: dict, meta: dict = None):
-    """Write {name: Tensor/Parameter} plus scalar metadata; readers never see a half-written file."""
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.tmp.ckpt")  # MindSpore insists on the .ckpt suffix
-    append = {META_PREFIX + key: value for key, value in (meta or {}).items()}
-    count = ms.Tensor(np.array(1 + len(tensors) + len(append), np.int64))
-    items = [{"name": META_PREFIX + _ENTRIES, "data": count}]
-    items += [{"name": key, "data": value} for key, value in tensors.items()]
-    try:
-        ms.save_checkpoint(items, tmp, append_dict=append or None, crc_check=True)
-        os.replace(tmp, path)
-    except BaseException:  # a failed or interrupted write leaves the previous file, and no temporary one
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def read_checkpoint(path: str):
-    """-> (tensors {name: Parameter}, meta {key: python value}); a missing or corrupt file names the file."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    try:
-        loaded = ms.load_checkpoint(path, crc_check=True)
-    except (ValueError, RuntimeError, TypeError) as err:
-        raise CheckpointError(f"cannot read checkpoint file {path} (truncated or corrupt?): {err}") from err
-    tensors, meta = {}, {}
-    for key, value in loaded.items():
-        if key.startswith(META_PREFIX):
-            meta[key[len(META_PREFIX):]] = value if isinstance(value, str) else value.asnumpy().item()
-        else:
-            tensors[key] = value
-    written = meta.pop(_ENTRIES, None)  # absent in files written by other tools
-    if written is not None and written != len(loaded):
-        raise CheckpointError(f"checkpoint file {path} is truncated: it holds {len(loaded)} of the {written} "
-                              f"entries written")
-    return tensors, meta
-
-
-def model_weights(tensors: dict):
-    """-> (weights, kind): the EMA weights when the checkpoint has them ("ema"), else the trained ones."""
-    ema = {k[len(EMA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
-    if ema:
-        return ema, "ema"
-    return {k: v for k, v in tensors.items() if not k.startswith(STATE_PREFIX)}, "trained"
-
-
-def _assign(targets: dict, values: dict):
-    for key, param in targets.items():
-        param.set_data(ms.Tensor(values[key].asnumpy(), dtype=param.dtype))
-
-
-def _mismatch(targets: dict, values: dict):
-    """Missing, unexpected and wrong-shape keys, in the order of the network (then of the checkpoint)."""
-    missing = [k for k in targets if k not in values]
-    unexpected = [k for k in values if k not in targets]
-    shapes = [f"{k} {tuple(values[k].shape)} vs {tuple(p.shape)}" for k, p in targets.items()
-              if k in values and tuple(values[k].shape) != tuple(p.shape)]
-    return missing, unexpected, shapes
-
-
-def _mismatch_message(path, what, missing, unexpected, shapes, meta):
-    written_for = f" (it was written for model {meta['model']})" if "model" in meta else ""
-    lines = [f"checkpoint {path}{written_for} does not fit {what}:"]
-    if missing:
-        lines.append(f"  missing from the checkpoint ({len(missing)}): {_key_list(missing)}")
-    if unexpected:
-        lines.append(f"  not in {what} ({len(unexpected)}): {_key_list(unexpected)}")
-    if shapes:
-        lines.append(f"  wrong shape, checkpoint vs {what} ({len(shapes)}): {_key_list(shapes)}")
-    return "\n".join(lines)
-
-
-def load_weights(network, path: str) -> str:
-    """Load a checkpoint's model weights into `network`, every key and shape matching; returns their kind."""
-    tensors, meta = read_checkpoint(path)
-    weights, kind = model_weights(tensors)
-    targets = {p.name: p for p in network.get_parameters()}
-    missing, unexpected, shapes = _mismatch(targets, weights)
-    if missing or unexpected or shapes:
-        raise CheckpointError(_mismatch_message(path, "the model", missing, unexpected, shapes, meta))
-    _assign(targets, weights)
-    return kind
-
-
-def load_pretrained(network, path: str, classifier: str) -> list:
-    """Fine-tuning start: load every weight except a classifier that does not fit, which keeps its fresh init.
-
-    Returns the classifier keys left out (the caller prints them); any other mismatch is an error naming keys.
-    """
-    tensors, meta = read_checkpoint(path)
-    weights, _ = model_weights(tensors)
-    targets = {p.name: p for p in network.get_parameters()}
-    head = classifier + "."
-    body_targets = {k: p for k, p in targets.items() if not k.startswith(head)}
-    body_weights = {k: v for k, v in weights.items() if not k.startswith(head)}
-    missing, unexpected, shapes = _mismatch(body_targets, body_weights)
-    if missing or unexpected or shapes:
-        raise CheckpointError(_mismatch_message(path, "the model", missing, unexpected, shapes, meta))
-    head_fits = {k: p for k, p in targets.items()
-                 if k.startswith(head) and k in weights and tuple(weights[k].shape) == tuple(p.shape)}
-    _assign({**body_targets, **head_fits}, weights)
-    return [k for k in dict.fromkeys([*targets, *weights]) if k.startswith(head) and k not in head_fits]
 
 
 class TrainingState:
@@ -166,11 +37,11 @@ class TrainingState:
         error naming the keys. Returns the metadata (epoch, best_top1). Call it before the first training step:
         host-side writes after the step is compiled may not reach the compiled graph (see ema.py)."""
         tensors, meta = read_checkpoint(path)
-        missing, unexpected, shapes = _mismatch(self.tensors, tensors)
+        missing, unexpected, shapes = find_mismatch(self.tensors, tensors)
         if missing or unexpected or shapes:
-            raise CheckpointError(_mismatch_message(path, "this run's training state", missing, unexpected, shapes,
+            raise CheckpointError(mismatch_message(path, "this run's training state", missing, unexpected, shapes,
                                                     meta))
-        _assign(self.tensors, tensors)
+        assign_values(self.tensors, tensors)
         return meta
 
 

@@ -13,13 +13,11 @@ import dataclasses
 import numpy as np
 import mindspore as ms
 
+from src.checkpoint import load_weights, model_weights, read_checkpoint
 from src.config import ConfigError
 from src.deploy import ExportedModelError, load_exported
-from src.deploy.network import Sizes
-from src.engine.build import build_model
-from src.engine.checkpoint import load_weights, model_weights, read_checkpoint
 from src.engine.train_step import mixed_precision
-from src.models import model_info
+from src.network import Sizes, build_model, registered_model_info
 
 
 class Teacher:
@@ -41,10 +39,7 @@ def _class_count_error(key, path, found, num_classes):
 
 
 def _model_teacher(cfg, num_classes, in_channels) -> Teacher:
-    try:
-        info = model_info(cfg.teacher_model)
-    except KeyError as err:  # an unknown name; the message lists the closest registered ones
-        raise ConfigError(f"config key 'teacher_model': {err.args[0]}") from None
+    info = registered_model_info(cfg.teacher_model, key="teacher_model")
     weights, _ = model_weights(read_checkpoint(cfg.teacher_ckpt)[0])
     head = [value for key, value in weights.items()
             if key.startswith(f"{info.classifier}.") and key.endswith("weight")]

@@ -28,8 +28,9 @@ import threading
 import time
 import warnings
 
+from src.checkpoint import CheckpointError
 from src.distributed.buffers import moving_statistics, rank_averager
-from src.engine.checkpoint import CheckpointError, RunCheckpoints
+from src.engine.checkpoint import RunCheckpoints
 from src.engine.evaluate import evaluate
 from src.engine.history import MetricsHistory
 from src.engine.plots import plot_curves
