@@ -52,7 +52,8 @@ def main(argv=None):
 
     train_data = EpochData(cfg, dist)
     val_data, val_info = create_dataset(cfg, cfg.val_split, training=False, num_shards=dist.world_size,
-                                        shard_id=dist.rank)  # each rank validates its shard
+                                        shard_id=dist.rank,  # each rank validates its shard
+                                        class_names=train_data.info.class_names)  # label k: training's class k
     info = train_data.info
 
     network = build_model(cfg, info)

@@ -8,8 +8,9 @@ import mindspore.dataset as ds
 import numpy as np
 from PIL import Image
 
-from src.data.readers import (FASHION_MNIST_CLASSES, MNIST_CLASSES, DatasetError, ImageFiles, load_cifar10,
-                              load_idx, load_pets, scan_image_folder)
+from src.data.readers import (FASHION_MNIST_CLASSES, MNIST_CLASSES, DatasetError, ImageFiles, check_fixed_classes,
+                              cifar10_class_names, class_folders, load_cifar10, load_idx, load_pets,
+                              pets_class_names, scan_image_folder)
 from src.data.transforms import eval_transforms, mix_transform, normalize, one_hot, train_transforms
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -31,23 +32,28 @@ class DatasetInfo:
 class _Format:
     """How one `dataset:` name is read and what its defaults are."""
 
-    read: Callable  # (data_dir, split) -> (uint8 NHWC array or image paths, int32 labels, class names)
+    read: Callable  # (data_dir, split, class_names) -> (uint8 NHWC array or image paths, int32 labels, class names)
+    classes: Callable  # (data_dir, split) -> the split's class names, without reading its images
     mean: Tuple[float, ...]  # default statistics; their length is the channel count
     std: Tuple[float, ...]
     imagenet_like: bool  # eval resize + centre crop by default, rather than the whole small image
 
 
-def _idx_reader(class_names):
-    return lambda data_dir, split: (*load_idx(data_dir, split), class_names)
+def _idx_format(own, mean, std):
+    def read(data_dir, split, class_names):
+        check_fixed_classes(own, class_names, f"the IDX files in {data_dir}")
+        return (*load_idx(data_dir, split), own)
+    return _Format(read, lambda data_dir, split: own, mean, std, False)
 
 
 DATASETS = {
-    "imagenet": _Format(scan_image_folder, IMAGENET_MEAN, IMAGENET_STD, True),
-    "folder": _Format(scan_image_folder, IMAGENET_MEAN, IMAGENET_STD, True),
-    "pets": _Format(load_pets, IMAGENET_MEAN, IMAGENET_STD, True),
-    "mnist": _Format(_idx_reader(MNIST_CLASSES), (0.1307,), (0.3081,), False),
-    "fashion_mnist": _Format(_idx_reader(FASHION_MNIST_CLASSES), (0.2860,), (0.3530,), False),
-    "cifar10": _Format(load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), False),
+    "imagenet": _Format(scan_image_folder, class_folders, IMAGENET_MEAN, IMAGENET_STD, True),
+    "folder": _Format(scan_image_folder, class_folders, IMAGENET_MEAN, IMAGENET_STD, True),
+    "pets": _Format(load_pets, pets_class_names, IMAGENET_MEAN, IMAGENET_STD, True),
+    "mnist": _idx_format(MNIST_CLASSES, (0.1307,), (0.3081,)),
+    "fashion_mnist": _idx_format(FASHION_MNIST_CLASSES, (0.2860,), (0.3530,)),
+    "cifar10": _Format(load_cifar10, lambda data_dir, split: cifar10_class_names(data_dir),
+                       (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), False),
 }
 
 
@@ -57,6 +63,12 @@ def _format(name):
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise DatasetError(f"unknown dataset '{name}'{hint}; valid: {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def split_class_names(cfg, split) -> Tuple[str, ...]:
+    """The class names of `split` of the config's dataset in label order, reading no image: what a non-training
+    split is numbered by (`create_dataset(..., class_names=)`) when no checkpoint names the model's classes."""
+    return tuple(_format(cfg.dataset).classes(cfg.data_dir, split))
 
 
 def dataset_statistics(cfg):
@@ -98,8 +110,11 @@ def _statistics(cfg, fmt):
     return mean, std
 
 
-def create_dataset(cfg, split, training, num_shards=1, shard_id=0):
+def create_dataset(cfg, split, training, num_shards=1, shard_id=0, class_names=None):
     """Batched (image float32 NCHW, label) pipeline for `split` and its DatasetInfo.
+
+    `class_names` numbers the labels (the training split's list, or the checkpoint's), so that label k means the
+    same class in every split; None takes the split's own list (right for the training split).
 
     Training: shuffled with cfg.seed, augmented, float32 one-hot (mixed) labels, full batches only; shards
     share each epoch's permutation and are padded to equal length so every rank runs the same number of steps.
@@ -109,7 +124,7 @@ def create_dataset(cfg, split, training, num_shards=1, shard_id=0):
     fmt = _format(cfg.dataset)
     if not 0 <= shard_id < num_shards:
         raise DatasetError(f"shard_id {shard_id} is outside 0..{num_shards - 1}")
-    images, labels, class_names = fmt.read(cfg.data_dir, split)
+    images, labels, class_names = fmt.read(cfg.data_dir, split, class_names)
     if len(labels) == 0:
         raise DatasetError(f"the {split} split of {cfg.data_dir} holds no images")
     if labels.max() >= len(class_names):

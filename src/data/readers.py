@@ -1,7 +1,8 @@
 """Readers for the on-disk formats, each checking its files and naming the path of whatever is wrong.
 
 Small datasets (IDX, CIFAR-10 binary) are decoded into uint8 NHWC arrays; image datasets (folders, Oxford Pets)
-become file lists that `ImageFiles` decodes lazily.
+become file lists that `ImageFiles` decodes lazily. Every reader takes the class list its labels are numbered by
+(the training split's, or a checkpoint's): image folders are read against it, fixed-list formats check it.
 """
 import gzip
 import logging
@@ -32,6 +33,19 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
 def _require_dir(path, what):
     if not os.path.isdir(path):
         raise DatasetNotFoundError(f"{what} not found: {path}")
+
+
+def _preview(names, limit=8):
+    shown = ", ".join(names[:limit])
+    return f"[{shown}{f', ... {len(names) - limit} more' if len(names) > limit else ''}]"
+
+
+def check_fixed_classes(own, class_names, where):
+    """A format with a fixed class list numbers its labels by that list only: another list (e.g. a checkpoint's
+    from another dataset) would give the model's outputs the wrong names, so it is an error naming both."""
+    if class_names is not None and tuple(class_names) != tuple(own):
+        raise DatasetError(f"{where} numbers its labels by its own {len(own)} classes {_preview(own)}, not by the "
+                           f"{len(class_names)} classes {_preview(tuple(class_names))} asked for")
 
 
 def _split_name(split, prefixes, data_dir):
@@ -92,22 +106,35 @@ def load_idx(data_dir, split):
 _CIFAR_RECORD = 1 + 32 * 32 * 3
 
 
-def load_cifar10(data_dir, split):
+def _cifar10_root(data_dir):
+    _require_dir(data_dir, "data_dir")
+    nested = os.path.join(data_dir, "cifar-10-batches-bin")
+    return nested if os.path.isdir(nested) else data_dir
+
+
+def cifar10_class_names(data_dir):
+    """The class names of batches.meta.txt, which every split shares."""
+    path = os.path.join(_cifar10_root(data_dir), "batches.meta.txt")
+    if not os.path.isfile(path):
+        raise DatasetNotFoundError(f"CIFAR-10 binary files not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        return tuple(line.strip() for line in f if line.strip())
+
+
+def load_cifar10(data_dir, split, class_names=None):
     """CIFAR-10 binary batches -> (images uint8 (N, 32, 32, 3), labels int32 (N,), class names).
 
     `data_dir` is the `cifar-10-batches-bin` folder or the folder that holds it.
     """
-    _require_dir(data_dir, "data_dir")
-    nested = os.path.join(data_dir, "cifar-10-batches-bin")
-    root = nested if os.path.isdir(nested) else data_dir
+    root = _cifar10_root(data_dir)
     names = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
     files = names[_split_name(split, {"train": "train", "val": "test", "test": "test"}, data_dir)]
     paths = [os.path.join(root, name) for name in files + ["batches.meta.txt"]]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise DatasetNotFoundError(f"CIFAR-10 binary files not found: {', '.join(missing)}")
-    with open(paths[-1], encoding="utf-8") as f:
-        class_names = tuple(line.strip() for line in f if line.strip())
+    own = cifar10_class_names(data_dir)
+    check_fixed_classes(own, class_names, f"CIFAR-10 in {root}")
     records = []
     for path in paths[:-1]:
         raw = np.fromfile(path, np.uint8)
@@ -116,7 +143,7 @@ def load_cifar10(data_dir, split):
         records.append(raw.reshape(-1, _CIFAR_RECORD))
     records = np.concatenate(records)
     images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), records[:, 0].astype(np.int32), class_names
+    return np.ascontiguousarray(images), records[:, 0].astype(np.int32), own
 
 
 # --- image files -----------------------------------------------------------------------------------------------
@@ -125,25 +152,45 @@ def _is_image(name):
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def scan_image_folder(data_dir, split):
-    """data_dir/<split>/<class>/<image> -> (paths, labels int32, class names sorted by folder name)."""
+def class_folders(data_dir, split):
+    """The class folder names of data_dir/<split>, sorted, without looking inside them."""
     _require_dir(data_dir, "data_dir")
     root = os.path.join(data_dir, split)
     if not os.path.isdir(root):
         present = sorted(e.name for e in os.scandir(data_dir) if e.is_dir())
         raise DatasetNotFoundError(f"split folder {root} not found (folders in {data_dir}: {present})")
-    class_names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-    if not class_names:
+    names = tuple(sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")))
+    if not names:
         raise DatasetError(f"no class folders in {root}: expected {root}/<class>/<image files>")
+    return names
+
+
+def scan_image_folder(data_dir, split, class_names=None):
+    """data_dir/<split>/<class>/<image> -> (paths, labels int32, class names).
+
+    Labels are indices into `class_names` (the training split's or the checkpoint's list) when it is given, else
+    into the split's own class folders sorted by name. A class folder outside `class_names` is an error, since
+    no output of the model stands for it; a class without a folder simply has no images in this split.
+    """
+    folders = class_folders(data_dir, split)
+    root = os.path.join(data_dir, split)
+    class_names = folders if class_names is None else tuple(class_names)
+    unknown = [os.path.join(root, name) for name in folders if name not in class_names]
+    if unknown:
+        raise DatasetError(f"class folder(s) {', '.join(unknown)} are not among the {len(class_names)} classes "
+                           f"the labels are numbered by {_preview(class_names)} (the training split's or the "
+                           f"checkpoint's): no output of the model stands for them")
     paths, labels = [], []
     for label, name in enumerate(class_names):
+        if name not in folders:
+            continue
         folder = os.path.join(root, name)
         files = sorted(e.name for e in os.scandir(folder) if e.is_file() and _is_image(e.name))
         if not files:
             raise DatasetError(f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         paths += [os.path.join(folder, f) for f in files]
         labels += [label] * len(files)
-    return paths, np.array(labels, np.int32), tuple(class_names)
+    return paths, np.array(labels, np.int32), class_names
 
 
 def _read_pets_list(path):
@@ -163,14 +210,10 @@ def _read_pets_list(path):
     return entries
 
 
-def load_pets(data_dir, split):
-    """Oxford-IIIT Pet -> (image paths, labels int32, breed names).
-
-    Breed names come from the image names of both annotation lists, so train and test agree on all 37 classes.
-    """
+def _pets_annotations(data_dir, split):
+    """-> (the split's annotation file, its entries, breed names numbered by class id)."""
     _require_dir(data_dir, "data_dir")
-    image_dir, annotations = os.path.join(data_dir, "images"), os.path.join(data_dir, "annotations")
-    _require_dir(image_dir, "Oxford-IIIT Pet image folder")
+    annotations = os.path.join(data_dir, "annotations")
     lists = {name: os.path.join(annotations, f"{name}.txt") for name in ("trainval", "test")}
     chosen = _split_name(split, {"train": "trainval", "trainval": "trainval", "val": "test", "test": "test"},
                            data_dir)
@@ -187,13 +230,29 @@ def load_pets(data_dir, split):
     missing_ids = sorted(set(range(1, max(breeds) + 1)) - set(breeds))
     if missing_ids:
         raise DatasetError(f"class ids {missing_ids} never appear in {annotations}: ids must run 1..N")
+    class_names = tuple(breeds[i].replace("_", " ").title() for i in range(1, max(breeds) + 1))
+    return lists[chosen], entries, class_names
+
+
+def pets_class_names(data_dir, split):
+    """The breed names, from the annotation lists alone."""
+    return _pets_annotations(data_dir, split)[2]
+
+
+def load_pets(data_dir, split, class_names=None):
+    """Oxford-IIIT Pet -> (image paths, labels int32, breed names).
+
+    Breed names come from the image names of both annotation lists, so train and test agree on all 37 classes.
+    """
+    list_path, entries, own = _pets_annotations(data_dir, split)
+    check_fixed_classes(own, class_names, f"Oxford-IIIT Pet in {data_dir}")
+    image_dir = os.path.join(data_dir, "images")
+    _require_dir(image_dir, "Oxford-IIIT Pet image folder")
     paths = [os.path.join(image_dir, name + ".jpg") for name, _ in entries]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
-        raise DatasetNotFoundError(f"{len(missing)} images listed in {lists[chosen]} are missing, "
-                                   f"e.g. {missing[0]}")
-    class_names = tuple(breeds[i].replace("_", " ").title() for i in range(1, max(breeds) + 1))
-    return paths, np.array([class_id - 1 for _, class_id in entries], np.int32), class_names
+        raise DatasetNotFoundError(f"{len(missing)} images listed in {list_path} are missing, e.g. {missing[0]}")
+    return paths, np.array([class_id - 1 for _, class_id in entries], np.int32), own
 
 
 class ImageFiles:
