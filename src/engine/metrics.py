@@ -5,6 +5,13 @@ sklearn's `classification_report`.
 Conventions (as sklearn with zero_division=0): a class never predicted has precision 0, a class absent from the
 labels has recall 0, and F1 is 0 when precision + recall is 0. Rows of the confusion matrix are true classes,
 columns predicted classes. `top5` is top-min(5, classes) accuracy.
+
+A split may lack images of some of the model's classes (a small val set, or one without a rare class): their
+confusion-matrix rows are zero and the report lists them as `classes_without_images`. Macro averages take, as
+sklearn's `classification_report(y_true, y_pred)` does by default, the classes that occur among the labels or the
+predictions: a class with no images that is also never predicted is left out (its zeros would say nothing about
+the model), one that is predicted counts with recall 0 and precision 0. Weighted averages weigh by support, so
+classes without images never count there.
 """
 import numpy as np
 
@@ -68,6 +75,7 @@ class ClassificationMeter:
         denom = precision + recall
         f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(true_pos), where=denom > 0)
         weights = support / support.sum()
+        occurring = (support > 0) | (predicted > 0)  # sklearn's default label set: unique_labels(y_true, y_pred)
         per_class = [{"class": names[i], "precision": float(precision[i]), "recall": float(recall[i]),
                       "f1": float(f1[i]), "support": int(support[i])} for i in range(self.num_classes)]
         result = {f"top{k}": self.topk_correct[k] / self.count for k in self.topk}
@@ -75,11 +83,12 @@ class ClassificationMeter:
             "loss": self.loss_sum / self.count,
             "num_samples": self.count,
             "per_class": per_class,
-            "macro_avg": {"precision": float(precision.mean()), "recall": float(recall.mean()),
-                          "f1": float(f1.mean()), "support": int(support.sum())},
+            "macro_avg": {"precision": float(precision[occurring].mean()), "recall": float(recall[occurring].mean()),
+                          "f1": float(f1[occurring].mean()), "support": int(support.sum())},
             "weighted_avg": {"precision": float(weights @ precision), "recall": float(weights @ recall),
                              "f1": float(weights @ f1), "support": int(support.sum())},
             "class_names": names,
+            "classes_without_images": [names[i] for i in range(self.num_classes) if support[i] == 0],
             "confusion_matrix": self.confusion.tolist(),
         })
         return result
@@ -101,8 +110,12 @@ def format_report(report: dict, digits: int = 4) -> str:
     lines += [_score_line(r["class"], r, width, digits) for r in report["per_class"]]
     lines += ["", f"{'accuracy':>{width}} {'':>10} {'':>10} {report['top1']:>10.{digits}f} {total:>8d}",
               _score_line("macro avg", report["macro_avg"], width, digits),
-              _score_line("weighted avg", report["weighted_avg"], width, digits), "",
-              "confusion matrix (rows: true class, columns: predicted class, numbered as the rows)"]
+              _score_line("weighted avg", report["weighted_avg"], width, digits), ""]
+    missing = report["classes_without_images"]
+    if missing:
+        lines += [f"no images of {len(missing)} of the {len(names)} classes (zero rows below, left out of the macro "
+                  f"averages unless predicted): {', '.join(missing)}", ""]
+    lines.append("confusion matrix (rows: true class, columns: predicted class, numbered as the rows)")
     matrix = np.asarray(report["confusion_matrix"])
     cell = max(6, len(str(matrix.max())) + 1)
     label_width = width + 4
