@@ -7,15 +7,18 @@
 Evaluates cfg.val_split (override with --val_split), prints a report and writes it to output_dir as JSON
 (eval_<checkpoint>_<split>.json) and its confusion matrix as a PNG heat map beside it (same name, .png).
 A checkpoint that does not fit the model is an error naming the keys; EMA weights are used when present.
+Labels are numbered by the checkpoint's class names (written by training), else by the training split's classes
+(class folders of train_split for folder data); a split with a class folder outside them is an error.
 Every key of src/config.py's Config is a flag (--key value).
 """
 import os
 import sys
+import warnings
 
 import src  # noqa: F401  (first: selects the CPU kernels before mindspore loads)
-from src.checkpoint import CheckpointError, load_weights
+from src.checkpoint import CheckpointError, checkpoint_class_names, load_weights
 from src.config import ConfigError, config_from_command_line
-from src.data import DatasetError, create_dataset
+from src.data import DatasetError, DatasetNotFoundError, create_dataset, split_class_names
 from src.deploy import ExportedModelError, load_exported
 from src.device import setup_context
 from src.engine.evaluate import evaluate
@@ -34,6 +37,24 @@ def load_network(cfg, info):
     return mixed_precision(network, cfg.amp_level)
 
 
+def class_names_to_number_by(cfg):
+    """What label k means: the checkpoint's class k when it names them, else the training split's class k.
+
+    None (the evaluated split's own classes) only when neither can be read, with a warning: old checkpoints of a
+    folder dataset whose train split is not at hand number the labels as if it had the same class folders."""
+    names = checkpoint_class_names(cfg.ckpt_path) if cfg.ckpt_path else None
+    if names is not None:
+        print(f"{len(names)} classes, named and numbered as in {cfg.ckpt_path}")
+        return names
+    try:
+        return split_class_names(cfg, cfg.train_split)
+    except DatasetNotFoundError as err:
+        warnings.warn(f"{cfg.mindir or cfg.ckpt_path} names no classes and the training split cannot be read "
+                      f"({err}): the {cfg.val_split} split's labels are numbered by its own classes, which is right "
+                      f"only if training had the same class folders", UserWarning, stacklevel=2)
+        return None
+
+
 def write_report(report: dict, cfg) -> str:
     """The JSON report and its confusion-matrix PNG; returns the JSON's path."""
     name = os.path.splitext(os.path.basename(cfg.mindir or cfg.ckpt_path))[0]
@@ -49,7 +70,7 @@ def main(argv=None) -> dict:
     if bool(cfg.ckpt_path) == bool(cfg.mindir):
         raise ConfigError("validate.py needs exactly one of --ckpt_path CHECKPOINT and --mindir EXPORTED_FILE")
     setup_context(cfg)
-    dataset, info = create_dataset(cfg, cfg.val_split, training=False)
+    dataset, info = create_dataset(cfg, cfg.val_split, training=False, class_names=class_names_to_number_by(cfg))
     if cfg.mindir:
         network = load_exported(cfg.mindir)
         print(f"loaded exported {cfg.model} from {cfg.mindir}")

@@ -7,8 +7,9 @@
 Images are preprocessed as the evaluation pipeline does (src/data/transforms.py: resize by crop_pct, centre crop,
 normalise with the dataset's mean / std; grey for 1-channel models); the config gives image_size, crop_pct,
 interpolation, dataset and mean / std (an exported file's own input size wins over image_size). Class names come
-from the config's dataset (its val_split is read) or from --labels, one name per line. Other `--key value` flags
-override config keys as in train.py (`--ckpt_path` is one). Folders are searched recursively.
+from --labels (one name per line) when given, else from the checkpoint (training stores them), else from the
+training split of the config's dataset (its class folders, for folder data; no image is read). Other `--key value`
+flags override config keys as in train.py (`--ckpt_path` is one). Folders are searched recursively.
 """
 import argparse
 import json
@@ -22,9 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import src  # noqa: E402,F401  (before mindspore: picks the CPU kernels)
 import mindspore  # noqa: E402
 
-from src.checkpoint import CheckpointError  # noqa: E402
+from src.checkpoint import CheckpointError, checkpoint_class_names  # noqa: E402
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
-from src.data import DatasetError, create_dataset, dataset_statistics, image_file_preprocess  # noqa: E402
+from src.data import DatasetError, dataset_statistics, image_file_preprocess, split_class_names  # noqa: E402
 from src.data.readers import IMAGE_EXTENSIONS  # noqa: E402
 from src.deploy import ExportedModelError, load_exported  # noqa: E402
 from src.device import setup_context  # noqa: E402
@@ -81,18 +82,23 @@ def load_model(cfg, mindir):
     return net, channels
 
 
-def class_names(cfg, labels_path):
-    """Names from --labels (one per line) or from the config's dataset, read before any image is classified."""
+def class_names(cfg, labels_path, mindir):
+    """-> (names, where they come from): --labels (one per line), else the checkpoint's, else the training split's,
+    read before any image is classified."""
     if labels_path:
         if not os.path.isfile(labels_path):
             raise PredictError(f"labels file not found: {labels_path}")
         with open(labels_path, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
+            return [line.strip() for line in f if line.strip()], labels_path
+    stored = None if mindir or not cfg.ckpt_path else checkpoint_class_names(cfg.ckpt_path)
+    if stored is not None:
+        return list(stored), cfg.ckpt_path
     try:
-        return list(create_dataset(cfg, cfg.val_split, training=False)[1].class_names)
+        return list(split_class_names(cfg, cfg.train_split)), f"the {cfg.train_split} split of {cfg.data_dir}"
     except DatasetError as err:
-        raise PredictError(f"class names come from the dataset, which cannot be read ({err}); "
-                           f"pass --labels FILE with one name per line") from err
+        raise PredictError(f"no class names: {mindir or cfg.ckpt_path or 'the model file'} holds none and the "
+                           f"{cfg.train_split} split of the {cfg.dataset} data cannot be read ({err}); pass --labels "
+                           f"FILE with one name per line") from err
 
 
 def top_k(logits, names, k=TOP_K):
@@ -109,7 +115,7 @@ def main(argv=None):
     cfg = load_config(args.config, parse_overrides(rest))
     dataset_statistics(cfg)  # an unknown dataset or a bad mean / std is an error before any work
     paths = find_images(args.images)
-    names = class_names(cfg, args.labels)
+    names, names_source = class_names(cfg, args.labels, args.mindir)
     setup_context(cfg)
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few batches: compiling a graph would cost more
     model, in_channels = load_model(cfg, args.mindir)
@@ -121,8 +127,7 @@ def main(argv=None):
         logits.append(model(mindspore.Tensor(batch)).asnumpy())
     logits = np.concatenate(logits)
     if len(names) != logits.shape[1]:
-        source = args.labels or f"the {cfg.dataset} dataset"
-        raise PredictError(f"{source} names {len(names)} classes, the model predicts {logits.shape[1]}")
+        raise PredictError(f"{names_source} names {len(names)} classes, the model predicts {logits.shape[1]}")
     results = [dict(image=path, top5=top_k(row, names)) for path, row in zip(paths, logits)]
     if args.json:
         print(json.dumps(results, indent=2))

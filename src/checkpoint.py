@@ -16,7 +16,9 @@ a CRC per entry (checked on reading) and, as its first entry, the number of entr
 short is an error naming it rather than a checkpoint that silently lacks its last tensors. Files are read with
 mindspore.load_checkpoint (protobuf), never unpickled.
 """
+import json
 import os
+from collections import Counter
 
 import mindspore as ms
 import numpy as np
@@ -25,6 +27,7 @@ EMA_PREFIX = "ema."
 STATE_PREFIX = "state."
 META_PREFIX = STATE_PREFIX + "meta."
 _ENTRIES = "entries"  # meta key of the entry count, written first
+CLASS_NAMES = "class_names"  # meta key: JSON list of the class names, in the order of the model's outputs
 
 
 class CheckpointError(RuntimeError):
@@ -138,3 +141,23 @@ def load_pretrained(network, path: str, classifier: str) -> list:
                  if k.startswith(head) and k in weights and tuple(weights[k].shape) == tuple(p.shape)}
     assign_values({**body_targets, **head_fits}, weights)
     return [k for k in dict.fromkeys([*targets, *weights]) if k.startswith(head) and k not in head_fits]
+
+
+def checkpoint_class_names(path: str):
+    """The class names training stored in the checkpoint (meta `class_names`, a JSON list of strings) as a tuple in
+    the order of the model's outputs, so evaluation numbers its labels as training did; None when the file has
+    none (older runs, converted weights). A list that is not JSON, not strings or repeats a name is an error."""
+    _, meta = read_checkpoint(path)
+    if CLASS_NAMES not in meta:
+        return None
+    try:
+        names = json.loads(meta[CLASS_NAMES])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path}: metadata '{CLASS_NAMES}' is not a JSON list ({err})") from err
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"checkpoint {path}: metadata '{CLASS_NAMES}' must be a non-empty JSON list of "
+                              f"strings, got {meta[CLASS_NAMES][:200]!r}")
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise CheckpointError(f"checkpoint {path}: metadata '{CLASS_NAMES}' names {', '.join(repeated)} twice")
+    return tuple(names)

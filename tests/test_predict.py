@@ -115,7 +115,8 @@ def test_colour_preprocessing_is_the_eval_transform(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--labels", "three.txt"], "three.txt names 3 classes, the model predicts 10"),
     (["--images", "missing.png"], "image file or folder not found: missing.png"),
-    (["--data_dir", "/nonexistent"], "pass --labels FILE"),
+    (["--dataset", "folder", "--data_dir", "/nonexistent"],
+     r"no class names: .*w\.ckpt holds none and the train split of the folder data cannot be read .*--labels FILE"),
 ])
 def test_errors_name_the_problem(run, extra, message, monkeypatch):
     monkeypatch.chdir(run.root)
