@@ -10,6 +10,10 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo_cmd apt-get update -qq
 $sudo_cmd apt-get install -y -qq g++ openmpi-bin libopenmpi-dev dataset-fashion-mnist >/dev/null
 python3 -m pip install -q -r requirements.txt
+# MindCV, for the tests only (tests/test_convert_mindcv.py loads its GhostNet checkpoints here). Installed always, not
+# only with WITH_TORCH: it needs no torch, and it requires only numpy>=1.17, PyYAML and tqdm, so numpy and
+# mindspore stay as requirements.txt pins them.
+python3 -m pip install -q mindcv==0.3.0
 if [ "${WITH_TORCH:-0}" = "1" ] && [ ! -x .venv-torch/bin/python ]; then
   bash ../shared/tools/torch-reference-env.sh .venv-torch
 fi

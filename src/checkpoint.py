@@ -15,6 +15,9 @@ Integrity: every file is written to a temporary name and renamed (a crash leaves
 a CRC per entry (checked on reading) and, as its first entry, the number of entries written, so that a file cut
 short is an error naming it rather than a checkpoint that silently lacks its last tensors. Files are read with
 mindspore.load_checkpoint (protobuf), never unpickled.
+
+Checkpoints of MindCV's and the MindSpore model zoo's GhostNets load as they are: `model_weights` renames their keys
+and leaves out a trainer's optimizer state (src/utils/checkpoint_layouts.py); the loaders print what was done.
 """
 import json
 import os
@@ -22,6 +25,8 @@ from collections import Counter
 
 import mindspore as ms
 import numpy as np
+
+from src.utils.checkpoint_layouts import to_repo_names
 
 EMA_PREFIX = "ema."
 STATE_PREFIX = "state."
@@ -77,12 +82,20 @@ def read_checkpoint(path: str):
     return tensors, meta
 
 
-def model_weights(tensors: dict):
-    """-> (weights, kind): the EMA weights when the checkpoint has them ("ema"), else the trained ones."""
+def model_weights(tensors: dict, path: str = "checkpoint", report=None):
+    """-> (weights, kind): the EMA weights when the checkpoint has them ("ema"), else the trained ones, under this
+    repo's names (a foreign layout renamed, optimizer state left out); `report(line)` is told what was done."""
     ema = {k[len(EMA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
-    if ema:
-        return ema, "ema"
-    return {k: v for k, v in tensors.items() if not k.startswith(STATE_PREFIX)}, "trained"
+    weights, kind = (ema, "ema") if ema else ({k: v for k, v in tensors.items() if not k.startswith(STATE_PREFIX)},
+                                              "trained")
+    try:
+        weights, notes = to_repo_names(weights, path)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from err
+    if report:
+        for note in notes:
+            report(f"checkpoint {path} {note}")
+    return weights, kind
 
 
 def assign_values(targets: dict, values: dict):
@@ -114,7 +127,7 @@ def mismatch_message(path, what, missing, unexpected, shapes, meta):
 def load_weights(network, path: str) -> str:
     """Load a checkpoint's model weights into `network`, every key and shape matching; returns their kind."""
     tensors, meta = read_checkpoint(path)
-    weights, kind = model_weights(tensors)
+    weights, kind = model_weights(tensors, path, report=print)
     targets = {p.name: p for p in network.get_parameters()}
     missing, unexpected, shapes = find_mismatch(targets, weights)
     if missing or unexpected or shapes:
@@ -129,7 +142,7 @@ def load_pretrained(network, path: str, classifier: str) -> list:
     Returns the classifier keys left out (the caller prints them); any other mismatch is an error naming keys.
     """
     tensors, meta = read_checkpoint(path)
-    weights, _ = model_weights(tensors)
+    weights, _ = model_weights(tensors, path, report=print)
     targets = {p.name: p for p in network.get_parameters()}
     head = classifier + "."
     body_targets = {k: p for k, p in targets.items() if not k.startswith(head)}

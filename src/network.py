@@ -54,7 +54,8 @@ def build_network(cfg, ckpt_path):
     registered_model_info(cfg.model)
     sizes = Sizes(cfg.num_classes, cfg.in_channels)
     if None in sizes:
-        from_weights = sizes_from_weights(cfg.model, model_weights(read_checkpoint(ckpt_path)[0])[0], ckpt_path)
+        weights, _ = model_weights(read_checkpoint(ckpt_path)[0], ckpt_path)
+        from_weights = sizes_from_weights(cfg.model, weights, ckpt_path)
         sizes = Sizes(*(given if given is not None else read for given, read in zip(sizes, from_weights)))
     net = build_model(cfg, sizes)
     kind = load_weights(net, ckpt_path)

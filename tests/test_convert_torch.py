@@ -16,7 +16,7 @@ import mindspore.nn as nn
 import numpy as np
 import pytest
 
-from scripts.convert_torch_checkpoint import main as convert_main
+from scripts.convert_checkpoint import main as convert_main
 from src.models import create_model
 from src.models.convert import convert_state_dict
 from src.utils.torch_checkpoint import UnsafeCheckpointError, load_state_dict, read_torch_file
@@ -182,7 +182,7 @@ def test_convert_names_missing_unused_and_mismatched_keys():
     with pytest.raises(ValueError) as err:
         convert_state_dict(state, TinyNet())
     message = str(err.value)
-    assert "without a torch tensor: bn1.moving_variance" in message
+    assert "without a checkpoint tensor: bn1.moving_variance" in message
     assert "without a MindSpore parameter: head.fc.weight" in message
     assert "classifier.bias (3,) vs classifier.bias (2,)" in message
 

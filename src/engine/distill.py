@@ -40,7 +40,7 @@ def _class_count_error(key, path, found, num_classes):
 
 def _model_teacher(cfg, num_classes, in_channels) -> Teacher:
     info = registered_model_info(cfg.teacher_model, key="teacher_model")
-    weights, _ = model_weights(read_checkpoint(cfg.teacher_ckpt)[0])
+    weights, _ = model_weights(read_checkpoint(cfg.teacher_ckpt)[0], cfg.teacher_ckpt)
     head = [value for key, value in weights.items()
             if key.startswith(f"{info.classifier}.") and key.endswith("weight")]
     if head and head[-1].shape[0] != num_classes:

@@ -1,11 +1,35 @@
-"""PyTorch (official / timm) weights -> this repo's MindSpore models, one tensor to one parameter.
+"""Weights of other GhostNet code -> this repo's MindSpore models, one tensor to one parameter.
 
-Child cells carry the torch module names (docs/CONTRACTS.md), so a torch key and its MindSpore parameter share
-the module path and differ at most in the leaf: BatchNorm's weight / bias / running_mean / running_var are
-gamma / beta / moving_mean / moving_variance, and its num_batches_tracked has no counterpart. Which leaf a key
-takes is decided by the parameters the network really has, so the same rules serve every family that follows
-the naming contract; a family whose module paths differ passes `renames`. Nothing is filled by guesswork:
-every parameter must receive a tensor of its shape and every tensor must be used, or the error names the keys.
+Sources (`read_source`; `--format` of scripts/convert_checkpoint.py):
+- `torch`: official / timm PyTorch weights (.pth, .pth.tar, .pt, .safetensors). Child cells carry the torch module
+  names (docs/CONTRACTS.md), so a torch key and its MindSpore parameter share the module path and differ at most in
+  the leaf: BatchNorm's weight / bias / running_mean / running_var are gamma / beta / moving_mean / moving_variance,
+  and its num_batches_tracked has no counterpart. Which leaf a key takes is decided by the parameters the network
+  really has, so the same rules serve every family that follows the naming contract; a family whose module paths
+  differ passes `renames`.
+- `mindcv`: MindCV 0.3.0 checkpoints of ghostnet_050 / 100 / 130 (same names and shapes here).
+- `zoo`: the MindSpore model zoo's / MindSpore Hub's research/cv/ghostnet checkpoints: ghostnet_1x (e.g.
+  ghostnet_1x_pets.ckpt) -> ghostnet_100, ghostnet_nose_1x -> ghostnet_100_nose, ghostnet_600m (ghostnet600M_*.ckpt)
+  -> ghostnet_600.
+MindCV and zoo keys are renamed by src/utils/checkpoint_layouts.py, the code through which validate.py, export.py,
+predict.py and `--pretrained` read every checkpoint, so such files also load unconverted; converting writes them in
+this repo's names without optimizer state. Nothing is filled by guesswork: every parameter must receive a tensor of
+its shape and every tensor must be used, or the error names the keys.
+
+Do the MindSpore sources compute the function computed here? MindCV's GhostNet is built from the same cells
+(symmetric k // 2 padding, BN eps 1e-5, hard sigmoid relu6(x + 3) / 6, ghost output cut to `out` channels, SE
+squeeze make_divisible(mid / 4, 4)); tests/test_convert_mindcv.py compares logits. The zoo's src/ghostnet.py and
+src/ghostnet600.py differ from this repo only where the result is the same, so their weights are mapped exactly:
+- ghost modules concatenate primary and cheap maps without cutting them to `out`; every channel count in the three
+  zoo networks is even (multiples of 4), so nothing is cut here either;
+- SE squeeze width: 1x rounds mid // 4 up to a multiple of 4 (here: to the nearest), equal for all its SE blocks
+  (20, 32, 120, 168, 240); GhostNet-600 uses make_divisible(mid // 10, 8) like ghostnet600.py here;
+- 1x rounds channels up to multiples of 4 (here: to the nearest), equal at its width 1.0;
+- 1x's hard sigmoid multiplies relu6(x + 3) by 0.16666667 (float32(1 / 6)) where this repo divides by 6: a gate
+  may differ in its last bit (relative 1.2e-7). GhostNet-600 divides by 6 like here;
+- padding ('pad' mode, k // 2 each side), BN eps (1e-5), h-swish, activations and SE placement are the same;
+  dropout (0.2 in both, given as keep_prob 0.8) and initialisation only matter in training.
+A zoo file with a number of blocks that none of the three has is refused (checkpoint_layouts.py).
 """
 import os
 import re
@@ -16,8 +40,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import mindspore as ms
 import numpy as np
 
+from src.checkpoint import CheckpointError, model_weights, read_checkpoint
 from src.models.registry import create_model, model_info
+from src.utils.checkpoint_layouts import layout_of
 from src.utils.torch_checkpoint import load_state_dict
+
+FORMATS = ("auto", "torch", "mindcv", "zoo")
 
 _BN_LEAVES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 _DROPPED_LEAVES = ("num_batches_tracked",)  # BN's step counter: MindSpore keeps no such state
@@ -32,17 +60,18 @@ def _under(name: str, prefixes: Sequence[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def convert_state_dict(torch_state: Dict[str, np.ndarray], net: ms.nn.Cell,
+def convert_state_dict(state: Dict[str, np.ndarray], net: ms.nn.Cell,
                        renames: Sequence[Tuple[str, str]] = (), exclude: Sequence[str] = ()) -> Dict[str, ms.Parameter]:
-    """MindSpore parameter name -> Parameter holding the torch tensor, for every parameter of `net`.
+    """MindSpore parameter name -> Parameter holding the checkpoint's tensor, for every parameter of `net`.
 
-    `renames`: (regex, replacement) pairs applied to each torch key first, for module paths that differ.
+    `state`: torch names, or this repo's (what `read_source` gives for MindSpore checkpoints).
+    `renames`: (regex, replacement) pairs applied to each key first, for module paths that differ.
     `exclude`: module paths (e.g. the classifier when the class count changes) whose tensors are dropped and
     whose parameters may stay unfilled. Values are cast to the parameter's dtype.
     """
     params = {p.name: p for p in net.get_parameters()}
     converted, source, unused, mismatched = {}, {}, [], {}
-    for key, value in torch_state.items():
+    for key, value in state.items():
         if key.rpartition(".")[2] in _DROPPED_LEAVES:
             continue
         renamed = key
@@ -56,7 +85,7 @@ def convert_state_dict(torch_state: Dict[str, np.ndarray], net: ms.nn.Cell,
             unused.append(key)
             continue
         if name in source:
-            raise ValueError(f"torch keys '{source[name]}' and '{key}' both map to parameter '{name}'")
+            raise ValueError(f"checkpoint keys '{source[name]}' and '{key}' both map to parameter '{name}'")
         source[name] = key
         param = params[name]
         if tuple(value.shape) != tuple(param.shape):
@@ -67,27 +96,59 @@ def convert_state_dict(torch_state: Dict[str, np.ndarray], net: ms.nn.Cell,
     missing = [n for n in params if n not in converted and n not in mismatched and not _under(n, exclude)]
     problems = [_listing(what, items) for what, items in (
         ("shape mismatches", list(mismatched.values())),
-        ("MindSpore parameters without a torch tensor", missing),
-        ("torch tensors without a MindSpore parameter", unused)) if items]
+        ("MindSpore parameters without a checkpoint tensor", missing),
+        ("checkpoint tensors without a MindSpore parameter", unused)) if items]
     if problems:
         raise ValueError(f"checkpoint does not match {type(net).__name__}: " + "; ".join(problems))
     return {n: converted[n] for n in params if n in converted}
+
+
+def read_source(path, fmt: str = "auto", use_ema: bool = False) -> Tuple[Dict[str, np.ndarray], str, List[str]]:
+    """-> (name -> array, format, notes) of a checkpoint to convert.
+
+    `fmt` "auto" reads .ckpt files as MindSpore checkpoints (MindCV or zoo, told apart by their keys) and anything
+    else as PyTorch. MindSpore checkpoints come back under this repo's names, with the EMA weights when the file
+    has them (as validate.py takes them); `notes` says what was renamed or left out.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    path = Path(path)
+    if fmt == "torch" or (fmt == "auto" and path.suffix != ".ckpt"):
+        return load_state_dict(path, use_ema), "torch", []
+    tensors, _ = read_checkpoint(str(path))
+    layout = layout_of(tensors)
+    if layout is None:
+        raise CheckpointError(f"{path} has neither MindCV's nor the MindSpore model zoo's GhostNet keys (first keys: "
+                              f"{', '.join(list(tensors)[:4])}); this repo's own checkpoints load as they are")
+    if fmt not in ("auto", layout):
+        raise CheckpointError(f"{path} is not in the {fmt} layout but in the {layout} one (format auto tells them "
+                              f"apart)")
+    notes = []
+    weights, kind = model_weights(tensors, str(path), report=notes.append)
+    if use_ema and kind != "ema":
+        raise CheckpointError(f"{path} holds no EMA weights (keys ema.*); drop use_ema")
+    if kind == "ema":
+        notes.append(f"checkpoint {path} holds EMA weights (ema.*): took them")
+    return {key: value.asnumpy() for key, value in weights.items()}, layout, notes
 
 
 @dataclass
 class ConversionReport:
     """What `convert_checkpoint` did, for the caller to print."""
 
-    torch_tensors: int  # tensors in the (unwrapped) torch state_dict
+    format: str  # "torch", "mindcv" or "zoo"
+    source_tensors: int  # weight tensors read from the source (after unwrapping / renaming)
     converted: int  # parameters filled from them
     saved: int  # parameters in the written checkpoint
     num_classes: int
     fresh: List[str]  # parameters left at their initialisation (new classifier)
+    notes: List[str]  # what reading the source renamed or left out
 
 
 def convert_checkpoint(model: str, src_path, dst_path, num_classes: Optional[int] = None,
-                       use_ema: bool = False) -> ConversionReport:
-    """Convert a torch / safetensors file to a MindSpore .ckpt for `model`, written atomically and re-read.
+                       use_ema: bool = False, fmt: str = "auto") -> ConversionReport:
+    """Convert a PyTorch, MindCV or model-zoo checkpoint to a MindSpore .ckpt for `model`, written atomically and
+    re-read.
 
     `num_classes` defaults to the checkpoint's classifier size. A different value builds a new, freshly
     initialised classifier (fine-tuning), which is reported in `fresh`.
@@ -95,7 +156,7 @@ def convert_checkpoint(model: str, src_path, dst_path, num_classes: Optional[int
     dst_path = Path(dst_path)
     if dst_path.suffix != ".ckpt":
         raise ValueError(f"output must end with .ckpt (mindspore.load_checkpoint requires it), got {dst_path}")
-    state = load_state_dict(src_path, use_ema)
+    state, fmt, notes = read_source(src_path, fmt, use_ema)
     head = model_info(model).classifier
     head_weight = state.get(f"{head}.weight")
     ckpt_classes = head_weight.shape[0] if head_weight is not None else None
@@ -123,5 +184,5 @@ def convert_checkpoint(model: str, src_path, dst_path, num_classes: Optional[int
     differ = [n for n, p in params.items() if not np.array_equal(saved[n].asnumpy(), p.asnumpy())]
     if differ:
         raise RuntimeError(_listing(f"parameters of {dst_path} differ from the converted values", differ))
-    return ConversionReport(torch_tensors=len(state), converted=len(params), saved=len(saved),
-                            num_classes=num_classes, fresh=fresh)
+    return ConversionReport(format=fmt, source_tensors=len(state), converted=len(params), saved=len(saved),
+                            num_classes=num_classes, fresh=fresh, notes=notes)
