@@ -23,8 +23,11 @@ Reliability (see README "What you can rely on"):
 - A step whose loss or gradients are not finite changes no weight (train_step.py); after `max_nonfinite_steps` of them
   in a row `NonFiniteLossError` stops the run. No checkpoint is written while such a streak lasts, so best.ckpt and
   the latest checkpoint stay the last good ones.
+Every checkpoint written carries the metadata `model` and `class_names` (a JSON list: the training split's classes,
+which the network's outputs stand for).
 """
 import contextlib
+import json
 import math
 import time
 
@@ -65,7 +68,8 @@ class Trainer:
         self.report = ProgressReport(cfg.epochs, steps, cfg.batch_size, self.images_per_step)
         self.nonfinite = NonFiniteStreak(cfg, steps, self.checkpoints, self.log)
         self.signals = DeferredSignals()
-        self.run_meta = {"model": cfg.model}  # in every checkpoint
+        # in every checkpoint: the model, and the classes its outputs stand for (validate.py and predict.py read it)
+        self.run_meta = {"model": cfg.model, "class_names": json.dumps(list(train_data.info.class_names))}
         self.best_top1 = -1.0
         self.compiled = False
         self._next_epoch = EpochProgress()  # where the next epoch trained starts: mid-epoch after a resume
