@@ -30,13 +30,15 @@ from src.engine.checkpoint import TrainingState
 from src.engine.distill import build_teacher
 from src.engine.ema import ModelEMA
 from src.engine.epoch_data import EpochData
+from src.engine.interrupt import TrainingInterrupted
 from src.engine.loss import DistillationLoss, SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
+from src.engine.nonfinite import NonFiniteLossError
 from src.engine.optim import create_optimizer
 from src.network import build_model
 from src.engine.train_step import (TrainStep, create_loss_scaler, gradient_reducer, loss_scaler_state,
                                    mixed_precision)
-from src.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+from src.engine.trainer import Trainer
 from src.models import model_info
 from src.utils.profile import count_params
 

@@ -23,11 +23,12 @@ from src.checkpoint import CheckpointError, load_weights, read_checkpoint, save_
 from src.config import Config, ConfigError
 from src.data import DatasetError, DatasetNotFoundError
 from src.engine.checkpoint import RunCheckpoints, TrainingState
+from src.engine.interrupt import TrainingInterrupted
 from src.engine.loss import SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
+from src.engine.nonfinite import NonFiniteLossError
 from src.engine.optim import create_optimizer
 from src.engine.train_step import TrainStep, create_loss_scaler
-from src.engine.trainer import NonFiniteLossError, TrainingInterrupted
 from src.utils.files import copy_atomic, write_atomic, write_json_atomic
 from tests.data_fixtures import make_idx_dataset, make_image_folder, make_oxford_pets, write_idx
 from tests.engine_fixtures import TinyNet, tiny_config, write_config

@@ -10,6 +10,7 @@ import pytest
 
 import train
 from src.checkpoint import read_checkpoint, save_checkpoint
+from src.data.readers import FASHION_MNIST_CLASSES
 from src.engine.trainer import Trainer
 from tests.data_fixtures import make_image_folder
 from tests.engine_fixtures import TinyNet, tiny_config, write_config
@@ -35,7 +36,23 @@ def test_training_writes_the_run_and_lowers_the_loss(tmp_path, capsys, mode):
     assert (run / "metrics.csv").read_text().splitlines()[0].startswith("epoch,lr,train_loss,train_acc,val_loss")
     best_epoch = max(epochs, key=lambda r: r["val_top1"])["epoch"]
     assert read_checkpoint(str(run / "best.ckpt"))[1] == {"epoch": best_epoch, "val_top1": pytest.approx(
-        max(r["val_top1"] for r in epochs)), "model": "tiny_net"}
+        max(r["val_top1"] for r in epochs)), "model": "tiny_net", "class_names": json.dumps(FASHION_MNIST_CLASSES)}
+
+
+def test_every_checkpoint_names_the_classes_of_the_training_split(tmp_path):
+    """validate.py and predict.py label the outputs from the checkpoint alone: best.ckpt, epoch and step
+    checkpoints all carry the training split's class list."""
+    data_dir = make_image_folder(str(tmp_path / "folder"), classes=3)
+    for split in ("train", "val"):
+        for k, name in enumerate(["cat", "dog", "owl"]):
+            os.rename(os.path.join(data_dir, split, f"class_{k}"), os.path.join(data_dir, split, name))
+    cfg = tiny_config(tmp_path, dataset="folder", data_dir=data_dir, batch_size=4, epochs=1, max_steps_per_epoch=2,
+                      ckpt_interval_steps=1)
+    train.main(["--config", write_config(cfg, tmp_path / "cfg.yaml")])
+    run = tmp_path / "run"
+    for name in ("best.ckpt", "epoch_0001.ckpt", "epoch_0000_step_0001.ckpt"):
+        meta = read_checkpoint(str(run / name))[1]
+        assert json.loads(meta["class_names"]) == ["cat", "dog", "owl"], name
 
 
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):

@@ -76,6 +76,11 @@ class RunCheckpoints:
                      if (m := _STEP_FILE.search(p))]
         return [p for _, p in sorted(progress, reverse=True)]
 
+    def describe_newest(self) -> str:
+        """The checkpoint `--resume auto` would try first, as the messages of a stopped run name it."""
+        paths = self.resumable()
+        return paths[0] if paths else "none (no checkpoint written yet)"
+
     def latest(self):
         paths = self.epoch_paths()
         return paths[-1] if paths else None
