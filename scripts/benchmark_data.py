@@ -23,6 +23,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -78,16 +79,25 @@ def make_images(root, n_train, n_val, classes, seed=0):
 
 # ---------------------------------------------------------------- workers (one measurement per process)
 
+def _cpu_seconds():
+    """CPU time of this process and its finished children (timm's loader workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _time_epoch(make_iterator, images_of):
-    """Images/s over one whole epoch, after WARMUP_BATCHES batches of a first, abandoned iterator."""
+    """Images/s and CPU ms per image over one whole epoch, after WARMUP_BATCHES batches of a first, abandoned
+    iterator. On a shared host the CPU time per image is the steadier figure."""
     iterator = make_iterator()
     for _, _ in zip(range(WARMUP_BATCHES), iterator):
         pass
     del iterator
-    start, images = time.perf_counter(), 0
+    start, cpu, images = time.perf_counter(), _cpu_seconds(), 0
     for batch in make_iterator():
         images += images_of(batch)
-    return {"images_per_s": images / (time.perf_counter() - start), "images": images}
+    seconds = time.perf_counter() - start
+    return {"images_per_s": images / seconds, "cpu_ms_per_image": (_cpu_seconds() - cpu) * 1e3 / images,
+            "images": images}
 
 
 def _mindspore_iterator(dataset):
@@ -229,22 +239,27 @@ def summary(results):
     """{label: median img/s, range, rounds} of the loaders that ran."""
     rows = {}
     for label, runs in results.items():
-        values = sorted(r["images_per_s"] for r in runs if "error" not in r)
-        rows[label] = ({"median": statistics.median(values), "min": values[0], "max": values[-1], "rounds": values}
-                       if values else {"error": runs[-1]["error"]})
+        good = [r for r in runs if "error" not in r]
+        if not good:
+            rows[label] = {"error": runs[-1]["error"]}
+            continue
+        values = sorted(r["images_per_s"] for r in good)
+        rows[label] = {"median": statistics.median(values), "min": values[0], "max": values[-1], "rounds": values,
+                       "cpu_ms_per_image": statistics.median(r["cpu_ms_per_image"] for r in good)}
     return rows
 
 
 def table(rows, evaluation, args):
     ours = rows["ours"].get("median")
     lines = [f"| pipeline ({args.images} JPEGs, batch {args.batch_size}, {args.workers} workers) | img/s median "
-             f"| range ({args.rounds} rounds) | ours / this |", "|---|---|---|---|"]
+             f"| range ({args.rounds} rounds) | ours / this | CPU ms per image |", "|---|---|---|---|---|"]
     for label, row in rows.items():
         if "error" in row:
-            lines.append(f"| {label} | failed: {row['error']} | | |")
+            lines.append(f"| {label} | failed: {row['error']} | | | |")
             continue
         ratio = f"{ours / row['median']:.2f}x" if ours and label != "ours" else ""
-        lines.append(f"| {label} | {row['median']:.0f} | {row['min']:.0f}-{row['max']:.0f} | {ratio} |")
+        lines.append(f"| {label} | {row['median']:.0f} | {row['min']:.0f}-{row['max']:.0f} | {ratio} "
+                     f"| {row['cpu_ms_per_image']:.2f} |")
     if "error" in evaluation:
         lines.append(f"\neval tensors vs timm: not measured ({evaluation['error']})")
     else:
