@@ -11,7 +11,8 @@ from PIL import Image
 from src.data.readers import (FASHION_MNIST_CLASSES, MNIST_CLASSES, DatasetError, ImageFiles, check_fixed_classes,
                               cifar10_class_names, class_folders, load_cifar10, load_idx, load_pets,
                               pets_class_names, scan_image_folder)
-from src.data.transforms import eval_transforms, mix_transform, normalize, one_hot, train_transforms
+from src.data.transforms import (eval_transforms, mix_transform, normalize, one_hot, random_erasing,
+                                 train_transforms)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -145,7 +146,8 @@ def create_dataset(cfg, split, training, num_shards=1, shard_id=0, class_names=N
                                f"{num_shards} devices evaluating it: run the evaluation on at most {len(labels)}")
         images, labels = images[shard_id::num_shards], labels[shard_id::num_shards]
 
-    if isinstance(images, np.ndarray):
+    encoded = not isinstance(images, np.ndarray)  # image files: their bytes, decoded by the map's first op
+    if not encoded:
         dataset = ds.NumpySlicesDataset((images, labels), ["image", "label"], shuffle=training, **shards)
         native_size = images.shape[1]
     else:
@@ -154,13 +156,14 @@ def create_dataset(cfg, split, training, num_shards=1, shard_id=0, class_names=N
                                       python_multiprocessing=False, **shards)
         native_size = None
     if training:
-        ops = train_transforms(cfg, info.in_channels, native_size, mean)
+        ops = train_transforms(cfg, info.in_channels, native_size, mean, encoded)
     else:
-        ops = eval_transforms(cfg, native_size, fmt.imagenet_like)
+        ops = eval_transforms(cfg, native_size, fmt.imagenet_like, encoded)
     dataset = dataset.map(ops, "image", num_parallel_workers=workers)
     batch_size = cfg.batch_size if training else cfg.eval_batch_size or cfg.batch_size
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_workers=workers)
-    dataset = dataset.map(normalize(mean, std), "image", num_parallel_workers=workers)
+    erase = random_erasing(cfg, mean, shard_id) if training else None
+    dataset = dataset.map(([erase] if erase else []) + [normalize(mean, std)], "image", num_parallel_workers=workers)
     if training:
         dataset = dataset.map(one_hot(info.num_classes), "label")
         mix = mix_transform(cfg)

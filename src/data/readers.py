@@ -1,10 +1,12 @@
 """Readers for the on-disk formats, each checking its files and naming the path of whatever is wrong.
 
 Small datasets (IDX, CIFAR-10 binary) are decoded into uint8 NHWC arrays; image datasets (folders, Oxford Pets)
-become file lists that `ImageFiles` decodes lazily. Every reader takes the class list its labels are numbered by
-(the training split's, or a checkpoint's): image folders are read against it, fixed-list formats check it.
+become file lists whose bytes `ImageFiles` reads lazily, for MindSpore to decode. Every reader takes the class
+list its labels are numbered by (the training split's, or a checkpoint's): image folders are read against it,
+fixed-list formats check it.
 """
 import gzip
+import io
 import logging
 import os
 import struct
@@ -255,10 +257,77 @@ def load_pets(data_dir, split, class_names=None):
     return paths, np.array([class_id - 1 for _, class_id in entries], np.int32), own
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_FRAMES = (0xC0, 0xC1, 0xC2)  # baseline, extended and progressive Huffman: what MindSpore's decoder reads
+
+
+def _complete_jpeg(data):
+    """Header segments well formed up to the scan, a Huffman frame, an end marker near the end. MindSpore's
+    decoder fails on a truncated file and can crash the process on a damaged header; damaged scan data only
+    makes it warn, as Pillow does."""
+    if data[:2] != b"\xff\xd8" or data.rfind(b"\xff\xd9", max(0, len(data) - 1024)) < 0:
+        return False
+    pos, frame = 2, False
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xDA:
+            return frame
+        else:
+            length = int.from_bytes(data[pos + 2:pos + 4], "big")
+            if length < 2:
+                return False
+            frame |= marker in _JPEG_FRAMES
+            pos += 2 + length
+    return False
+
+
+def _complete_png(data):
+    """Every chunk's CRC right and the IEND chunk last (crc32 runs at GB/s: a negligible cost)."""
+    if data[:8] != _PNG_SIGNATURE:
+        return False
+    view, pos = memoryview(data), 8
+    while pos + 12 <= len(data):
+        end = pos + 12 + int.from_bytes(view[pos:pos + 4], "big")
+        if end > len(data) or zlib.crc32(view[pos + 4:end - 4]) != int.from_bytes(view[end - 4:end], "big"):
+            return False
+        if view[pos + 4:pos + 8] == b"IEND":
+            return True
+        pos = end
+    return False
+
+
+def decodable_bytes(path):
+    """A file's bytes in a form MindSpore's C++ Decode reads (uint8 array), or DatasetError naming the file.
+
+    Complete JPEG and PNG files pass as they are; any other file is decoded by Pillow (GIF, WebP, a JPEG with a
+    long tail...) and handed on as BMP, or is an error when Pillow cannot decode it either.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise DatasetError(f"cannot read image {path}: {err}") from err
+    if not (_complete_jpeg(data) or _complete_png(data)):
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                rgb = image.convert("RGB")
+        except Exception as err:  # Pillow reports corrupt files as OSError, SyntaxError, ValueError...
+            raise DatasetError(f"cannot decode image {path}: {err}") from err
+        buffer = io.BytesIO()
+        rgb.save(buffer, "BMP")
+        data = buffer.getvalue()
+    return np.frombuffer(data, np.uint8)
+
+
 class ImageFiles:
-    """Random-access source for GeneratorDataset: decodes with Pillow, in Python, so that an unreadable file is
-    either an error naming it (bad_images="error") or skipped (bad_images="skip": the next readable image of
-    the list takes its place, keeping the epoch length that sharding and the step count rely on).
+    """Random-access source for GeneratorDataset: yields each file's encoded bytes (`decodable_bytes`), which the
+    pipeline decodes in C++, so that an unreadable file is either an error naming it (bad_images="error") or
+    skipped (bad_images="skip": the next readable image of the list takes its place, keeping the epoch length that
+    sharding and the step count rely on).
     """
 
     def __init__(self, paths, labels, bad_images="error"):
@@ -275,13 +344,11 @@ class ImageFiles:
         for offset in range(len(self.paths)):
             i = (index + offset) % len(self.paths)
             try:
-                with Image.open(self.paths[i]) as image:
-                    return np.asarray(image.convert("RGB")), self.labels[i]
-            except Exception as err:  # Pillow reports corrupt files as OSError, SyntaxError, ValueError...
+                return decodable_bytes(self.paths[i]), self.labels[i]
+            except DatasetError as err:
                 if self.bad_images == "error":
-                    raise DatasetError(f"cannot decode image {self.paths[i]}: {err} "
-                                       "(set bad_images: skip to leave unreadable images out)") from err
-                self._skip(self.paths[i], err)
+                    raise DatasetError(f"{err} (set bad_images: skip to leave unreadable images out)") from err
+                self._skip(self.paths[i], err.__cause__)
         raise DatasetError(f"none of the {len(self.paths)} images is readable, e.g. {self.paths[0]}")
 
     def _skip(self, path, err):
