@@ -25,7 +25,7 @@ import src  # noqa: F401  (before mindspore: picks the CPU kernels)
 import mindspore
 
 from src.checkpoint import CheckpointError
-from src.config import ConfigError, load_config, parse_overrides
+from src.config import ConfigError, config_help, load_config, parse_overrides
 from src.deploy import ExportedModelError, load_exported, prepare_for_inference
 from src.device import setup_context
 from src.kernels import custom_kernels
@@ -34,6 +34,7 @@ from src.network import build_network
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 TOLERANCE = 1e-4
 CHECK_BATCH = 2  # random batch for the comparison when the batch dimension is dynamic
+OWN_FLAGS = ("batch_size", "image_size")  # config keys that export.py's own flags of the same name replace
 
 
 class ExportError(ValueError):
@@ -42,8 +43,8 @@ class ExportError(ValueError):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     epilog="Any other --key value overrides that config key (see src/config.py); "
-                                            "--ckpt_path is one of them.")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=config_help(skip=OWN_FLAGS))
     parser.add_argument("--config", help="YAML config the checkpoint was trained with")
     parser.add_argument("--file_format", default="MINDIR", help="MINDIR (default), ONNX or AIR")
     parser.add_argument("--batch_size", type=int, help="fix the batch dimension (default: dynamic)")

@@ -8,7 +8,7 @@ Images are preprocessed as the evaluation pipeline does (src/data/transforms.py:
 normalise with the dataset's mean / std; grey for 1-channel models); the config gives image_size, crop_pct,
 interpolation, dataset and mean / std (an exported file's own input size wins over image_size). Class names come
 from the config's dataset (its val_split is read) or from --labels, one name per line. Other `--key value` flags
-override config keys as in train.py (`--ckpt_path` is one). Folders are searched recursively.
+override config keys as in train.py (`--ckpt_path` is one; --help lists them). Folders are searched recursively.
 """
 import argparse
 import json
@@ -23,7 +23,7 @@ import src  # noqa: E402,F401  (before mindspore: picks the CPU kernels)
 import mindspore  # noqa: E402
 
 from src.checkpoint import CheckpointError  # noqa: E402
-from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
+from src.config import ConfigError, config_help, load_config, parse_overrides  # noqa: E402
 from src.data import DatasetError, create_dataset, dataset_statistics, image_file_preprocess  # noqa: E402
 from src.data.readers import IMAGE_EXTENSIONS  # noqa: E402
 from src.deploy import ExportedModelError, load_exported  # noqa: E402
@@ -40,7 +40,8 @@ class PredictError(ValueError):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     epilog="Any other --key value overrides that config key (see src/config.py).")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=config_help(skip=("mindir",)))  # --mindir is predict.py's own flag
     parser.add_argument("--images", nargs="+", required=True, metavar="PATH", help="image files and/or folders")
     parser.add_argument("--config", help="YAML config the model was trained with")
     parser.add_argument("--mindir", help="exported .mindir (or .onnx) file to run instead of --ckpt_path")
