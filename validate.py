@@ -7,7 +7,8 @@
 Evaluates cfg.val_split (override with --val_split), prints a report and writes it to output_dir as JSON
 (eval_<checkpoint>_<split>.json) and its confusion matrix as a PNG heat map beside it (same name, .png).
 A checkpoint that does not fit the model is an error naming the keys; EMA weights are used when present.
-Every key of src/config.py's Config is a flag (--key value).
+Every key of src/config.py's Config is a flag (--key value; --help lists them); the device is the best one this
+MindSpore build and machine can use unless --device_target names one.
 """
 import os
 import sys
@@ -48,8 +49,9 @@ def main(argv=None) -> dict:
     cfg = config_from_command_line(argv, __doc__)
     if bool(cfg.ckpt_path) == bool(cfg.mindir):
         raise ConfigError("validate.py needs exactly one of --ckpt_path CHECKPOINT and --mindir EXPORTED_FILE")
-    setup_context(cfg)
+    device = setup_context(cfg)
     dataset, info = create_dataset(cfg, cfg.val_split, training=False)
+    print(f"{cfg.model} on {cfg.dataset} ({cfg.val_split}, {info.num_samples} images) | {device}, {cfg.mode} mode")
     if cfg.mindir:
         network = load_exported(cfg.mindir)
         print(f"loaded exported {cfg.model} from {cfg.mindir}")
@@ -58,7 +60,6 @@ def main(argv=None) -> dict:
     report = evaluate(network, dataset, info.num_classes, info.class_names)
     report = {"model": cfg.model, "checkpoint": cfg.mindir or cfg.ckpt_path, "dataset": cfg.dataset,
               "split": cfg.val_split, **report}
-    print(f"{cfg.model} on {cfg.dataset} ({cfg.val_split})")
     print(format_report(report))
     path = write_report(report, cfg)
     print(f"report written to {path} (confusion matrix: {os.path.splitext(path)[0]}.png)")

@@ -9,6 +9,7 @@ normalise with the dataset's mean / std; grey for 1-channel models); the config 
 interpolation, dataset and mean / std (an exported file's own input size wins over image_size). Class names come
 from the config's dataset (its val_split is read) or from --labels, one name per line. Other `--key value` flags
 override config keys as in train.py (`--ckpt_path` is one; --help lists them). Folders are searched recursively.
+The model runs on the best device this MindSpore build and machine can use unless --device_target names one.
 """
 import argparse
 import json
@@ -108,11 +109,13 @@ def top_k(logits, names, k=TOP_K):
 def main(argv=None):
     args, rest = parse_args(argv)
     cfg = load_config(args.config, parse_overrides(rest))
-    dataset_statistics(cfg)  # an unknown dataset or a bad mean / std is an error before any work
-    paths = find_images(args.images)
-    names = class_names(cfg, args.labels)
-    setup_context(cfg)
+    device = setup_context(cfg)  # an unusable device is an error before any work
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few batches: compiling a graph would cost more
+    dataset_statistics(cfg)  # so are an unknown dataset and a bad mean / std
+    paths = find_images(args.images)
+    # stdout is the results (a table or JSON a caller may parse); the run's first line goes to stderr
+    print(f"predict.py: {args.mindir or cfg.model} on {device}, {len(paths)} image(s)", file=sys.stderr, flush=True)
+    names = class_names(cfg, args.labels)
     model, in_channels = load_model(cfg, args.mindir)
     preprocess = image_file_preprocess(cfg, in_channels)
 

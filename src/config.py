@@ -103,7 +103,8 @@ class Config:
 
     # --- run ---------------------------------------------------------------------------------------
     mode: str = "graph"  # graph | pynative
-    device_target: str = "CPU"  # CPU | GPU | Ascend
+    device_target: str = "auto"  # auto | CPU | GPU | Ascend; auto: Ascend, else GPU, else CPU, whichever this
+    # MindSpore build and machine can use (the run's first line names it)
     output_dir: str = "outputs/run"  # where the run's files go
     ckpt_interval: int = 1  # save the latest checkpoint every this many epochs
     ckpt_interval_steps: int = 0  # >0: also save a resumable mid-epoch checkpoint every this many steps
@@ -170,7 +171,7 @@ CHOICES = {
     "amp_level": ("O0", "O1", "O2", "O3"),
     "loss_scale": ("none", "fixed", "dynamic"),
     "mode": ("graph", "pynative"),
-    "device_target": ("CPU", "GPU", "Ascend"),
+    "device_target": ("auto", "CPU", "GPU", "Ascend"),
     "bad_images": ("error", "skip"),
 }
 

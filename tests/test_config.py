@@ -61,7 +61,8 @@ def test_bad_type_names_the_key(overrides, message):
     (dict(optimizer="lamb"), "'optimizer' must be one of sgd, rmsprop, adam, adamw, got 'lamb'"),
     (dict(scheduler="cosin"), "'scheduler' must be one of .* got 'cosin' \\(did you mean 'cosine'\\?\\)"),
     (dict(mode="eager"), "'mode' must be one of graph, pynative"),
-    (dict(device_target="cpu"), "'device_target' must be one of CPU, GPU, Ascend, got 'cpu' \\(did you mean 'CPU'"),
+    (dict(device_target="cpu"), "'device_target' must be one of auto, CPU, GPU, Ascend, got 'cpu' \\(did you mean "
+                                "'CPU'"),
     (dict(amp_level="O4"), "'amp_level' must be one of O0, O1, O2, O3"),
     (dict(loss_scale="auto"), "'loss_scale' must be one of none, fixed, dynamic"),
     (dict(nesterov=True, optimizer="adam"), "'nesterov' needs optimizer sgd with momentum > 0"),
