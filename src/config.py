@@ -191,7 +191,7 @@ RANGES = [
     (("drop_rate", "momentum", "label_smoothing", "rmsprop_decay", "ema_decay"), "in [0, 1)", lambda v: 0 <= v < 1),
     (("decay_rate",), "in (0, 1]", lambda v: 0 < v <= 1),
     (("hflip", "re_prob", "mixup_prob", "kd_weight"), "in [0, 1]", lambda v: 0 <= v <= 1),
-    (("seed",), "in [0, 2**31 - 1]", lambda v: 0 <= v < 2 ** 31),  # MindSpore's seeds are unsigned 32-bit
+    (("seed",), "in [0, 2**31 - 1]", lambda v: 0 <= v < 2 ** 31),  # MindSpore's are uint32; epochs add to it
     (("betas",), "two values in [0, 1)", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)),
     (("scale",), "two values with 0 < min <= max <= 1", lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1),
     (("ratio",), "two values with 0 < min <= max", lambda v: len(v) == 2 and 0 < v[0] <= v[1]),
@@ -202,7 +202,7 @@ RANGES = [
 ]
 
 # What train_split / val_split mean when left null: splits belong to the dataset, so a run that switches datasets
-# on the command line (--dataset folder over the Pets recipe) gets the new dataset's splits. src/data reads them.
+# on the command line (--dataset folder over the Pets recipe) gets the new dataset's splits.
 DATASET_SPLITS = {
     "imagenet": ("train", "val"),
     "folder": ("train", "val"),
