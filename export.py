@@ -11,8 +11,9 @@ fused, BatchNorm folded into the preceding convs: src/deploy/fuse.py) with a dyn
 
 The file is then loaded back (MINDIR: mindspore.load + nn.GraphCell; ONNX: onnxruntime, when installed) and
 compared with the checkpoint network, unfolded, on a random batch; the exit status is 1 when the largest
-difference exceeds 1e-4. AIR (deprecated by MindSpore) needs device_target Ascend and cannot be loaded back by
-MindSpore, so it is not checked. Bad arguments exit with status 2 and a message saying what is wrong.
+difference exceeds 1e-4. AIR (deprecated by MindSpore) needs an Ascend device and cannot be loaded back by
+MindSpore, so it is not checked. The export runs on the best device this MindSpore build and machine can use
+(--device_target to choose). Bad arguments exit with status 2 and a message saying what is wrong.
 """
 import argparse
 import importlib.util
@@ -25,7 +26,7 @@ import src  # noqa: F401  (before mindspore: picks the CPU kernels)
 import mindspore
 
 from src.checkpoint import CheckpointError
-from src.config import ConfigError, load_config, parse_overrides
+from src.config import ConfigError, config_help, load_config, parse_overrides
 from src.deploy import ExportedModelError, load_exported, prepare_for_inference
 from src.device import setup_context
 from src.kernels import custom_kernels
@@ -34,6 +35,7 @@ from src.network import build_network
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 TOLERANCE = 1e-4
 CHECK_BATCH = 2  # random batch for the comparison when the batch dimension is dynamic
+OWN_FLAGS = ("batch_size", "image_size")  # config keys that export.py's own flags of the same name replace
 
 
 class ExportError(ValueError):
@@ -42,8 +44,8 @@ class ExportError(ValueError):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     epilog="Any other --key value overrides that config key (see src/config.py); "
-                                            "--ckpt_path is one of them.")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=config_help(skip=OWN_FLAGS))
     parser.add_argument("--config", help="YAML config the checkpoint was trained with")
     parser.add_argument("--file_format", default="MINDIR", help="MINDIR (default), ONNX or AIR")
     parser.add_argument("--batch_size", type=int, help="fix the batch dimension (default: dynamic)")
@@ -53,14 +55,13 @@ def parse_args(argv):
     return parser.parse_known_args(argv)
 
 
-def _check_arguments(args, cfg):
+def _check_arguments(args, cfg, device):
     """Every argument error before any model is built: -> (format, (H, W), output path)."""
     file_format = args.file_format.upper()
     if file_format not in FORMATS:
         raise ExportError(f"--file_format must be one of {', '.join(FORMATS)}, got {args.file_format!r}")
-    if file_format == "AIR" and cfg.device_target != "Ascend":
-        raise ExportError(f"AIR export needs an Ascend device (device_target: Ascend), this run targets "
-                          f"{cfg.device_target}; export MINDIR or ONNX instead")
+    if file_format == "AIR" and device != "Ascend":
+        raise ExportError(f"AIR export needs an Ascend device, this run has {device}; export MINDIR or ONNX instead")
     if not cfg.ckpt_path:
         raise ExportError("no checkpoint given: pass --ckpt_path FILE")
     if not os.path.isfile(cfg.ckpt_path):
@@ -103,8 +104,8 @@ def main(argv=None):
     """Export and verify; returns the exit status (0, or 1 when the reloaded file differs by more than 1e-4)."""
     args, rest = parse_args(argv)
     cfg = load_config(args.config, parse_overrides(rest))
-    file_format, size, output = _check_arguments(args, cfg)
-    setup_context(cfg)
+    device = setup_context(cfg)
+    file_format, size, output = _check_arguments(args, cfg, device)
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few forward passes: cheaper than compiling them
 
     # The exported graph must not depend on this machine's compiled kernels: every conv built from here on (the
@@ -128,8 +129,8 @@ def _export(args, cfg, file_format, size, output):
 
     pairs = prepare_for_inference(net, sample)
     folded_difference = _max_difference(net(sample).asnumpy(), reference)
-    print(f"{cfg.model} ({kind} weights of {cfg.ckpt_path}): {len(pairs)} conv+BN pairs folded, "
-          f"max |difference| {folded_difference:.3g}")
+    print(f"{cfg.model} ({kind} weights of {cfg.ckpt_path}) on {cfg.device_target}: {len(pairs)} conv+BN pairs "
+          f"folded, max |difference| {folded_difference:.3g}")
 
     _write(net, file_format, sample, export_batch, output)
     shape = f"{export_batch or 'N'} x {in_channels} x {size[0]} x {size[1]}"

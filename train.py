@@ -13,7 +13,8 @@ consecutive non-finite losses (nothing written after the last good step).
 Fine-tune from a checkpoint with another head:  --pretrained CKPT
 Knowledge distillation:  --teacher_model NAME --teacher_ckpt CKPT (or --teacher_mindir FILE) [--kd_temperature T]
                          [--kd_weight ALPHA]; the teacher is never trained nor saved in the checkpoints
-Every key of src/config.py's Config is a flag (--key value), e.g. --device_target GPU --amp_level O2.
+Every key of src/config.py's Config is a flag (--key value), e.g. --device_target GPU --amp_level O2; --help lists
+them. The device is the best one this MindSpore build and machine can use unless --device_target names one.
 Writes to output_dir: config.yaml (the resolved config), epoch_NNNN.ckpt (resumable), best.ckpt (best validation
 top-1), metrics.json / metrics.csv, loss_curve.png and accuracy_curve.png.
 """
@@ -46,8 +47,8 @@ from src.utils.profile import count_params
 def main(argv=None):
     cfg = config_from_command_line(argv, __doc__)
 
-    setup_context(cfg)
-    dist = init_distributed(cfg.device_target)
+    device = setup_context(cfg, training=True)  # before any data is read: an unusable device fails here
+    dist = init_distributed(device)
     if dist.is_main:
         prepare_output_dir(cfg.output_dir)
         save_config(cfg, os.path.join(cfg.output_dir, "config.yaml"))
@@ -59,15 +60,15 @@ def main(argv=None):
     info = train_data.info
 
     network = build_model(cfg, info)
+    if dist.is_main:  # the run's first line
+        print(f"{cfg.model}: {count_params(network) / 1e6:.2f}M parameters, {info.num_classes} classes, "
+              f"{info.in_channels} channel(s), {cfg.image_size} px | train {info.num_samples} images "
+              f"({cfg.train_split}), val {val_info.num_samples} ({cfg.val_split}) | {dist.world_size} device(s), "
+              f"{device}, {cfg.mode} mode, AMP {cfg.amp_level}")
     if cfg.pretrained:
         dropped = load_pretrained(network, cfg.pretrained, model_info(cfg.model).classifier)
         print(f"fine-tuning from {cfg.pretrained}" +
               (f"; re-initialised classifier, dropped checkpoint keys: {', '.join(dropped)}" if dropped else ""))
-    if dist.is_main:
-        print(f"{cfg.model}: {count_params(network) / 1e6:.2f}M parameters, {info.num_classes} classes, "
-              f"{info.in_channels} channel(s), {cfg.image_size} px | train {info.num_samples} images "
-              f"({cfg.train_split}), val {val_info.num_samples} ({cfg.val_split}) | {dist.world_size} device(s), "
-              f"{cfg.device_target}, {cfg.mode} mode, AMP {cfg.amp_level}")
     teacher = build_teacher(cfg, cfg.num_classes or info.num_classes, cfg.in_channels or info.in_channels)
     if teacher is not None and dist.is_main:
         print(f"distilling from {teacher.description}: temperature {cfg.kd_temperature:g}, "

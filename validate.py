@@ -9,7 +9,8 @@ Evaluates cfg.val_split (override with --val_split), prints a report and writes 
 A checkpoint that does not fit the model is an error naming the keys; EMA weights are used when present.
 Labels are numbered by the checkpoint's class names (written by training), else by the training split's classes
 (class folders of train_split for folder data); a split with a class folder outside them is an error.
-Every key of src/config.py's Config is a flag (--key value).
+Every key of src/config.py's Config is a flag (--key value; --help lists them); the device is the best one this
+MindSpore build and machine can use unless --device_target names one.
 """
 import os
 import sys
@@ -38,21 +39,21 @@ def load_network(cfg, info):
 
 
 def class_names_to_number_by(cfg):
-    """What label k means: the checkpoint's class k when it names them, else the training split's class k.
+    """What label k means -> (class names, where they come from): the checkpoint's class k when it names them,
+    else the training split's class k.
 
     None (the evaluated split's own classes) only when neither can be read, with a warning: old checkpoints of a
     folder dataset whose train split is not at hand number the labels as if it had the same class folders."""
     names = checkpoint_class_names(cfg.ckpt_path) if cfg.ckpt_path else None
     if names is not None:
-        print(f"{len(names)} classes, named and numbered as in {cfg.ckpt_path}")
-        return names
+        return names, cfg.ckpt_path
     try:
-        return split_class_names(cfg, cfg.train_split)
+        return split_class_names(cfg, cfg.train_split), f"the {cfg.train_split} split"
     except DatasetNotFoundError as err:
         warnings.warn(f"{cfg.mindir or cfg.ckpt_path} names no classes and the training split cannot be read "
                       f"({err}): the {cfg.val_split} split's labels are numbered by its own classes, which is right "
                       f"only if training had the same class folders", UserWarning, stacklevel=2)
-        return None
+        return None, f"the {cfg.val_split} split itself"
 
 
 def write_report(report: dict, cfg) -> str:
@@ -69,8 +70,11 @@ def main(argv=None) -> dict:
     cfg = config_from_command_line(argv, __doc__)
     if bool(cfg.ckpt_path) == bool(cfg.mindir):
         raise ConfigError("validate.py needs exactly one of --ckpt_path CHECKPOINT and --mindir EXPORTED_FILE")
-    setup_context(cfg)
-    dataset, info = create_dataset(cfg, cfg.val_split, training=False, class_names=class_names_to_number_by(cfg))
+    device = setup_context(cfg)
+    class_names, named_by = class_names_to_number_by(cfg)
+    dataset, info = create_dataset(cfg, cfg.val_split, training=False, class_names=class_names)
+    print(f"{cfg.model} on {cfg.dataset} ({cfg.val_split}, {info.num_samples} images) | {device}, {cfg.mode} mode")
+    print(f"{info.num_classes} classes, named and numbered as in {named_by}")
     if cfg.mindir:
         network = load_exported(cfg.mindir)
         print(f"loaded exported {cfg.model} from {cfg.mindir}")
@@ -79,7 +83,6 @@ def main(argv=None) -> dict:
     report = evaluate(network, dataset, info.num_classes, info.class_names)
     report = {"model": cfg.model, "checkpoint": cfg.mindir or cfg.ckpt_path, "dataset": cfg.dataset,
               "split": cfg.val_split, **report}
-    print(f"{cfg.model} on {cfg.dataset} ({cfg.val_split})")
     print(format_report(report))
     path = write_report(report, cfg)
     print(f"report written to {path} (confusion matrix: {os.path.splitext(path)[0]}.png)")

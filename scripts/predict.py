@@ -9,7 +9,9 @@ normalise with the dataset's mean / std; grey for 1-channel models); the config 
 interpolation, dataset and mean / std (an exported file's own input size wins over image_size). Class names come
 from --labels (one name per line) when given, else from the checkpoint (training stores them), else from the
 training split of the config's dataset (its class folders, for folder data; no image is read). Other `--key value`
-flags override config keys as in train.py (`--ckpt_path` is one). Folders are searched recursively.
+flags override config keys as in train.py (`--ckpt_path` is one; --help lists them). Folders are searched
+recursively. The model runs on the best device this MindSpore build and machine can use unless --device_target
+names one.
 """
 import argparse
 import json
@@ -24,7 +26,7 @@ import src  # noqa: E402,F401  (before mindspore: picks the CPU kernels)
 import mindspore  # noqa: E402
 
 from src.checkpoint import CheckpointError, checkpoint_class_names  # noqa: E402
-from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
+from src.config import ConfigError, config_help, load_config, parse_overrides  # noqa: E402
 from src.data import DatasetError, dataset_statistics, image_file_preprocess, split_class_names  # noqa: E402
 from src.data.readers import IMAGE_EXTENSIONS  # noqa: E402
 from src.deploy import ExportedModelError, load_exported  # noqa: E402
@@ -41,7 +43,8 @@ class PredictError(ValueError):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     epilog="Any other --key value overrides that config key (see src/config.py).")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=config_help(skip=("mindir",)))  # --mindir is predict.py's own flag
     parser.add_argument("--images", nargs="+", required=True, metavar="PATH", help="image files and/or folders")
     parser.add_argument("--config", help="YAML config the model was trained with")
     parser.add_argument("--mindir", help="exported .mindir (or .onnx) file to run instead of --ckpt_path")
@@ -113,11 +116,13 @@ def top_k(logits, names, k=TOP_K):
 def main(argv=None):
     args, rest = parse_args(argv)
     cfg = load_config(args.config, parse_overrides(rest))
-    dataset_statistics(cfg)  # an unknown dataset or a bad mean / std is an error before any work
-    paths = find_images(args.images)
-    names, names_source = class_names(cfg, args.labels, args.mindir)
-    setup_context(cfg)
+    device = setup_context(cfg)  # an unusable device is an error before any work
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few batches: compiling a graph would cost more
+    dataset_statistics(cfg)  # so are an unknown dataset and a bad mean / std
+    paths = find_images(args.images)
+    # stdout is the results (a table or JSON a caller may parse); the run's first line goes to stderr
+    print(f"predict.py: {args.mindir or cfg.model} on {device}, {len(paths)} image(s)", file=sys.stderr, flush=True)
+    names, names_source = class_names(cfg, args.labels, args.mindir)
     model, in_channels = load_model(cfg, args.mindir)
     preprocess = image_file_preprocess(cfg, in_channels)
 

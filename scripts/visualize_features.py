@@ -54,7 +54,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from src.checkpoint import CheckpointError  # noqa: E402
-from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
+from src.config import ConfigError, config_help, load_config, parse_overrides  # noqa: E402
 from src.data import DatasetError, create_dataset, dataset_statistics, image_file_preprocess  # noqa: E402
 from src.device import setup_context  # noqa: E402
 from src.network import Sizes, build_model, build_network, registered_model_info  # noqa: E402
@@ -82,8 +82,7 @@ class ModelSpec:
 
 def _parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Any other --key value overrides that config key (see src/config.py).")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=config_help())
     parser.add_argument("--config", help="YAML config of the model (the one it was trained with)")
     parser.add_argument("--layer", help="cell name as in network.cells_and_names(), e.g. blocks.1.0.ghost1")
     source = parser.add_mutually_exclusive_group()

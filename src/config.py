@@ -5,9 +5,15 @@ grouped by the subsystem that reads it. Values are type-checked, unknown keys ar
 valid key, and the resolved config is written next to the checkpoints.
 """
 import argparse
+import ast
 import dataclasses
 import difflib
+import inspect
+import io
 import os
+import re
+import textwrap
+import tokenize
 import typing
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -23,66 +29,69 @@ class ConfigError(ValueError):
 
 @dataclass
 class Config:
+    # Each key's trailing comment is its --help text (config_help); a full-line comment right below continues it.
     # --- model -------------------------------------------------------------------------------------
-    model: str = "ghostnet_100"
-    num_classes: Optional[int] = None  # None: taken from the dataset
-    in_channels: Optional[int] = None  # None: taken from the dataset (1 for MNIST-like data)
+    model: str = "ghostnet_100"  # registered model name (src/models, list_models())
+    num_classes: Optional[int] = None  # null: taken from the dataset
+    in_channels: Optional[int] = None  # null: taken from the dataset (1 for MNIST-like data)
     small_input: bool = False  # stride-1 stem and one fewer downsampling, for 28-32 px images
-    drop_rate: float = 0.2
+    drop_rate: float = 0.2  # dropout before the classifier
     width: Optional[float] = None  # width multiplier override for families that take one
-    ghost_ratio: Optional[int] = None  # Ghost module ratio s override (ghost_vgg16, ghost_resnet*)
+    ghost_ratio: Optional[int] = None  # Ghost module ratio s override (ghost_vgg16: 1 = plain convs; ghost_resnet*)
     pretrained: str = ""  # checkpoint to fine-tune from; a head of another size is dropped and re-initialised
 
     # --- data --------------------------------------------------------------------------------------
     dataset: str = "fashion_mnist"  # imagenet | folder | mnist | fashion_mnist | cifar10 | pets
-    data_dir: str = "/usr/share/datasets/fashion-mnist"
-    train_split: str = "train"
-    val_split: str = "val"
-    image_size: int = 224
+    data_dir: str = "/usr/share/datasets/fashion-mnist"  # the dataset's root folder
+    train_split: Optional[str] = None  # null: the dataset's (train); folder / imagenet: the subfolder of data_dir
+    val_split: Optional[str] = None  # null: the dataset's (folder / imagenet: val; mnist, fashion_mnist, cifar10,
+    # pets: test)
+    image_size: int = 224  # input height and width in pixels
     batch_size: int = 128  # per device
-    eval_batch_size: Optional[int] = None  # None: same as batch_size
-    num_workers: int = 2
-    crop_pct: Optional[float] = None  # eval resize = image_size / crop_pct; None: the model's default
-    interpolation: str = "bilinear"
-    mean: Optional[List[float]] = None  # None: the dataset's own statistics
-    std: Optional[List[float]] = None
+    eval_batch_size: Optional[int] = None  # null: same as batch_size
+    num_workers: int = 2  # data-loading workers (at most the CPU count is used)
+    crop_pct: Optional[float] = None  # eval resize = image_size / crop_pct; null: 0.875 for ImageNet-like data,
+    # the whole image for small data
+    interpolation: str = "bilinear"  # resize filter: nearest | bilinear | bicubic | area
+    mean: Optional[List[float]] = None  # normalisation mean per channel, in [0, 1]; null: the dataset's own
+    std: Optional[List[float]] = None  # normalisation std per channel, in [0, 1] units; null: the dataset's own
     scale: List[float] = field(default_factory=lambda: [0.08, 1.0])  # random resized crop area range
-    ratio: List[float] = field(default_factory=lambda: [3.0 / 4.0, 4.0 / 3.0])
+    ratio: List[float] = field(default_factory=lambda: [3.0 / 4.0, 4.0 / 3.0])  # random resized crop aspect range
     random_crop_padding: int = 0  # >0: pad-and-crop (CIFAR style) instead of random resized crop
-    hflip: float = 0.5
-    color_jitter: float = 0.0
+    hflip: float = 0.5  # horizontal flip probability
+    color_jitter: float = 0.0  # brightness / contrast / saturation jitter strength; 0 disables
     auto_augment: str = ""  # e.g. "rand-m9-mstd0.5" for RandAugment magnitude 9
     re_prob: float = 0.0  # random erasing probability
     mixup: float = 0.0  # mixup alpha; 0 disables
     cutmix: float = 0.0  # cutmix alpha; 0 disables
-    mixup_prob: float = 1.0
+    mixup_prob: float = 1.0  # probability that a batch is mixed when mixup or cutmix is on
     bad_images: str = "error"  # error | skip: what to do with an unreadable image
 
     # --- optimisation ------------------------------------------------------------------------------
-    epochs: int = 10
+    epochs: int = 10  # training epochs
     optimizer: str = "sgd"  # sgd | rmsprop | adam | adamw
     lr: float = 0.1  # for the global batch (per-device batch x devices); see configs/README.md
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 4e-5
+    momentum: float = 0.9  # sgd / rmsprop momentum
+    nesterov: bool = False  # sgd: Nesterov momentum
+    weight_decay: float = 4e-5  # L2 penalty (decoupled for adamw)
     filter_bias_and_bn: bool = True  # no weight decay on BN parameters and biases
-    opt_eps: float = 1e-8
+    opt_eps: float = 1e-8  # rmsprop / adam / adamw: epsilon added to the denominator
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
     rmsprop_decay: float = 0.9  # rmsprop: moving-average factor of the squared gradients (PyTorch's alpha)
     scheduler: str = "cosine"  # cosine | step | exponential | constant
-    warmup_epochs: float = 0.0
-    warmup_lr: float = 0.0
-    min_lr: float = 1e-6
+    warmup_epochs: float = 0.0  # linear warm-up from warmup_lr to lr over this many epochs
+    warmup_lr: float = 0.0  # learning rate at the start of the warm-up
+    min_lr: float = 1e-6  # cosine: the final learning rate; step / exponential: the floor
     decay_epochs: float = 30.0  # step / exponential: decay every this many epochs
-    decay_rate: float = 0.1
-    label_smoothing: float = 0.1
+    decay_rate: float = 0.1  # step / exponential: the factor applied at each decay
+    label_smoothing: float = 0.1  # share of the target mass spread evenly over all classes
     ema: bool = False  # keep an exponential moving average of the weights; validate and keep best on it
     ema_decay: float = 0.9999  # upper bound; early on the decay is (1 + n) / (10 + n) after n updates
     clip_grad_norm: float = 0.0  # 0 disables
     amp_level: str = "O0"  # O0 | O1 | O2 | O3
     loss_scale: str = "none"  # none | fixed | dynamic
-    loss_scale_value: float = 1024.0
-    seed: int = 42
+    loss_scale_value: float = 1024.0  # fixed: the scale; dynamic: the initial scale
+    seed: int = 42  # seeds weight init, shuffling and augmentation
 
     # --- knowledge distillation (train.py; src/engine/distill.py) -------------------------------------
     # The teacher scores the student's training batches in inference mode; it must predict the same classes.
@@ -94,18 +103,19 @@ class Config:
 
     # --- run ---------------------------------------------------------------------------------------
     mode: str = "graph"  # graph | pynative
-    device_target: str = "CPU"  # CPU | GPU | Ascend
-    output_dir: str = "outputs/run"
+    device_target: str = "auto"  # auto | CPU | GPU | Ascend; auto: Ascend, else GPU, else CPU, whichever this
+    # MindSpore build and machine can use (the run's first line names it)
+    output_dir: str = "outputs/run"  # where the run's files go
     ckpt_interval: int = 1  # save the latest checkpoint every this many epochs
     ckpt_interval_steps: int = 0  # >0: also save a resumable mid-epoch checkpoint every this many steps
     max_nonfinite_steps: int = 5  # stop after this many steps in a row with a non-finite loss or gradients (loss-
     # scale overflows included: only a streak stops the run); such steps change no weight
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = 3  # epoch checkpoints kept in output_dir (older ones are deleted)
     log_interval: int = 50  # steps between progress lines
     val_interval: int = 1  # epochs between validations; 0 disables validation during training
     resume: str = ""  # checkpoint to continue from, or "auto" for the newest in output_dir
     max_steps_per_epoch: int = 0  # >0 truncates epochs (smoke tests)
-    ckpt_path: str = ""  # validate.py: the weights to evaluate
+    ckpt_path: str = ""  # validate.py / export.py / predict.py: the weights to use
     mindir: str = ""  # validate.py: evaluate this exported MINDIR (or .onnx) file instead of a checkpoint
 
 
@@ -161,23 +171,55 @@ CHOICES = {
     "amp_level": ("O0", "O1", "O2", "O3"),
     "loss_scale": ("none", "fixed", "dynamic"),
     "mode": ("graph", "pynative"),
-    "device_target": ("CPU", "GPU", "Ascend"),
+    "device_target": ("auto", "CPU", "GPU", "Ascend"),
     "bad_images": ("error", "skip"),
 }
 
-# (keys, rule as the error message says it, check)
-_RANGES = [
-    (("batch_size", "epochs", "ckpt_interval", "keep_checkpoints", "log_interval", "max_nonfinite_steps"),
-     "at least 1", lambda v: v >= 1),
-    (("eval_batch_size",), "at least 1 (or null)", lambda v: v is None or v >= 1),
+# (keys, rule as the error message says it, check). Every int, float and list-of-numbers key has one (tested), so a
+# value that would fail late (after data loading and compilation) fails at load time instead.
+RANGES = [
+    (("image_size", "batch_size", "num_workers", "epochs", "ckpt_interval", "keep_checkpoints", "log_interval",
+      "max_nonfinite_steps"), "at least 1", lambda v: v >= 1),
+    (("num_classes", "in_channels", "eval_batch_size", "ghost_ratio"), "at least 1 (or null)",
+     lambda v: v is None or v >= 1),
+    (("width",), "greater than 0 (or null)", lambda v: v is None or v > 0),
+    (("crop_pct",), "in (0, 1] (or null)", lambda v: v is None or 0 < v <= 1),
     (("lr", "opt_eps", "decay_epochs", "loss_scale_value", "kd_temperature"), "greater than 0", lambda v: v > 0),
     (("weight_decay", "warmup_epochs", "warmup_lr", "min_lr", "clip_grad_norm", "val_interval",
-      "max_steps_per_epoch", "ckpt_interval_steps"), "at least 0", lambda v: v >= 0),
-    (("momentum", "label_smoothing", "rmsprop_decay", "ema_decay"), "in [0, 1)", lambda v: 0 <= v < 1),
+      "max_steps_per_epoch", "ckpt_interval_steps", "random_crop_padding", "color_jitter", "mixup", "cutmix"),
+     "at least 0", lambda v: v >= 0),
+    (("drop_rate", "momentum", "label_smoothing", "rmsprop_decay", "ema_decay"), "in [0, 1)", lambda v: 0 <= v < 1),
     (("decay_rate",), "in (0, 1]", lambda v: 0 < v <= 1),
-    (("kd_weight",), "in [0, 1]", lambda v: 0 <= v <= 1),
+    (("hflip", "re_prob", "mixup_prob", "kd_weight"), "in [0, 1]", lambda v: 0 <= v <= 1),
+    (("seed",), "in [0, 2**31 - 1]", lambda v: 0 <= v < 2 ** 31),  # MindSpore's are uint32; epochs add to it
     (("betas",), "two values in [0, 1)", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)),
+    (("scale",), "two values with 0 < min <= max <= 1", lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1),
+    (("ratio",), "two values with 0 < min <= max", lambda v: len(v) == 2 and 0 < v[0] <= v[1]),
+    (("mean",), "1 or 3 values in [0, 1] (or null)", lambda v: v is None or len(v) in (1, 3) and
+     all(0 <= m <= 1 for m in v)),
+    (("std",), "1 or 3 values greater than 0 (or null)", lambda v: v is None or len(v) in (1, 3) and
+     all(x > 0 for x in v)),
 ]
+
+# What train_split / val_split mean when left null: splits belong to the dataset, so a run that switches datasets
+# on the command line (--dataset folder over the Pets recipe) gets the new dataset's splits.
+DATASET_SPLITS = {
+    "imagenet": ("train", "val"),
+    "folder": ("train", "val"),
+    "pets": ("train", "test"),
+    "mnist": ("train", "test"),
+    "fashion_mnist": ("train", "test"),
+    "cifar10": ("train", "test"),
+}
+
+
+def default_splits(cfg: Config):
+    """Fill train_split / val_split left null with the dataset's; an unknown dataset keeps them null (src/data
+    names the dataset when it is read)."""
+    if cfg.dataset in DATASET_SPLITS:
+        train, val = DATASET_SPLITS[cfg.dataset]
+        cfg.train_split = train if cfg.train_split is None else cfg.train_split
+        cfg.val_split = val if cfg.val_split is None else cfg.val_split
 
 
 def validate_config(cfg: Config):
@@ -187,7 +229,7 @@ def validate_config(cfg: Config):
         if value not in allowed:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(allowed)}, got {value!r}"
                               f"{_closest_choice(value, allowed)}")
-    for keys, rule, check in _RANGES:
+    for keys, rule, check in RANGES:
         for key in keys:
             value = getattr(cfg, key)
             if not check(value):
@@ -225,7 +267,8 @@ def _closest_choice(value, allowed):
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) -> Config:
-    """Defaults <- YAML file <- overrides (already parsed values), then `validate_config`."""
+    """Defaults <- YAML file <- overrides (already parsed values), splits left null <- the dataset's, then
+    `validate_config`."""
     cfg = Config()
     if path:
         if not os.path.isfile(path):
@@ -239,6 +282,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
             raise ConfigError(f"config file {path} must be a mapping of key: value")
         _apply(cfg, values, path)
     _apply(cfg, overrides or {}, "the command line")
+    default_splits(cfg)
     validate_config(cfg)
     return cfg
 
@@ -273,10 +317,79 @@ def save_config(cfg: Config, path: str):
     write_atomic(path, lambda f: yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False))
 
 
+def _field_docs():
+    """[(section title, section note, [key, ...])] in Config's order and {key: help}, read from Config's source so
+    that --help cannot drift from it: `# --- title ---` starts a section, a full-line comment right below the title
+    is the section's note, a key's trailing comment is its help and full-line comments right below continue it."""
+    source = textwrap.dedent(inspect.getsource(Config))
+    keys = {node.end_lineno: node.target.id for node in ast.parse(source).body[0].body
+            if isinstance(node, ast.AnnAssign)}
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    sections, helps, owner = [], {}, None
+    for row, line in enumerate(source.splitlines(), 1):
+        if row in keys:
+            owner = keys[row]
+            helps[owner] = comments.get(row, "")
+            sections[-1][2].append(owner)
+        elif line.lstrip().startswith("#"):
+            title = re.fullmatch(r"-+ (.*?) -+", comments[row])
+            if title:
+                sections.append((title.group(1), [], []))
+                owner = None
+            elif owner:  # a word hyphenated across the line break is joined
+                helps[owner] += ("" if helps[owner].endswith("-") else " ") + comments[row]
+            elif sections:
+                sections[-1][1].append(comments[row])
+        else:
+            owner = None
+    return [(title, " ".join(note), names) for title, note, names in sections], helps
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) is typing.Union:
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return f"{_type_name(inner)}|null"
+    if typing.get_origin(hint) in (list, List):
+        return f"{typing.get_args(hint)[0].__name__},..."
+    return "true|false" if hint is bool else hint.__name__
+
+
+def yaml_text(value) -> str:
+    """A default as it is written in a YAML file or after --key."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return '""' if value == "" else str(value)
+
+
+def config_help(skip=()) -> str:
+    """Every Config key by section with its type, meaning, allowed range and default: the scripts' --help epilog.
+    `skip`: keys a script takes as flags of its own."""
+    sections, helps = _field_docs()
+    rules = {key: rule for keys, rule, _ in RANGES for key in keys}
+    lines = ["config keys: --key value (a list: --key a,b), or key: value in the --config YAML file, which overrides",
+             "the defaults shown; flags override both."]
+    for title, note, names in sections:
+        lines += ["", f"{title}:"] + textwrap.wrap(note, 116, initial_indent="  ", subsequent_indent="  ")
+        for name in (n for n in names if n not in skip):
+            field_ = _FIELDS[name]
+            default = field_.default_factory() if field_.default is dataclasses.MISSING else field_.default
+            head = f"  --{name} {_type_name(_HINTS[name])}"
+            text = helps[name] + (f"; {rules[name]}" if name in rules else "") + f" (default: {yaml_text(default)})"
+            wrapped = textwrap.wrap(text, 120 - 36)
+            if len(head) > 34:
+                lines += [head] + [" " * 36 + part for part in wrapped]
+            else:
+                lines += [f"{head:<36}{wrapped[0]}"] + [" " * 36 + part for part in wrapped[1:]]
+    return "\n".join(lines)
+
+
 def config_from_command_line(argv, description: str) -> Config:
     """`--config FILE` plus `--key value` overrides of any Config key -> the validated Config."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Any key of src/config.py's Config can be given as --key value.")
+                                     epilog=config_help())
     parser.add_argument("--config", default=None, help="YAML file with the run's settings")
     args, overrides = parser.parse_known_args(argv)
     return load_config(args.config, parse_overrides(overrides))

@@ -3,7 +3,7 @@ config over a small generated IDX dataset (tests/data_fixtures.py)."""
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from src.config import Config, save_config
+from src.config import Config, default_splits, save_config
 from src.models import list_models, register_model
 from tests.data_fixtures import make_idx_dataset
 
@@ -55,13 +55,16 @@ if "tiny_plain_net" not in list_models():
 
 
 def tiny_config(tmp_path, **overrides) -> Config:
-    """tiny_net on 96 training / 40 validation 16 px images, 12 steps of 8 per epoch, files under tmp_path."""
+    """tiny_net on 96 training / 40 validation (test split) 16 px images, 12 steps of 8 per epoch, files under
+    tmp_path."""
     data_dir = make_idx_dataset(str(tmp_path / "idx"), n_train=96, n_test=40, size=16)
     values = dict(model="tiny_net", dataset="fashion_mnist", data_dir=data_dir, image_size=16, batch_size=8,
                   num_workers=1, hflip=0.0, scale=[0.5, 1.0], epochs=2, optimizer="adamw", lr=0.01,
                   weight_decay=0.01, warmup_epochs=0.5, drop_rate=0.0, output_dir=str(tmp_path / "run"),
                   log_interval=4, mode="graph")
-    return Config(**{**values, **overrides})
+    cfg = Config(**{**values, **overrides})
+    default_splits(cfg)  # as load_config does: the dataset's splits (fashion_mnist: train / test)
+    return cfg
 
 
 def write_config(cfg: Config, path) -> str:

@@ -107,7 +107,7 @@ def test_train_step_lowers_the_loss(mode, options):
 @pytest.mark.parametrize("amp_level", ["O2", "O3"])
 def test_mixed_precision_trains_on_cpu_with_a_warning(amp_level):
     with pytest.warns(UserWarning, match=f"amp_level {amp_level} on CPU"):
-        setup_context(Config(amp_level=amp_level, mode="graph"))
+        setup_context(Config(amp_level=amp_level, mode="graph"), training=True)
     net = mixed_precision(TinyNet(num_classes=4), amp_level)
     step, _, scaler = _step(net, Config(optimizer="adam", lr=0.01, epochs=1, loss_scale="dynamic"))
     images, labels = _batch()

@@ -11,7 +11,9 @@ import pytest
 import train
 from src.checkpoint import read_checkpoint, save_checkpoint
 from src.data.readers import FASHION_MNIST_CLASSES
+from src.data import DatasetError
 from src.engine.trainer import Trainer
+from src.models import create_model
 from tests.data_fixtures import make_image_folder
 from tests.engine_fixtures import TinyNet, tiny_config, write_config
 
@@ -103,6 +105,27 @@ def test_pretrained_with_another_head_lists_the_dropped_keys(tmp_path, capsys):
     weights, _ = read_checkpoint(str(tmp_path / "run" / "epoch_0001.ckpt"))
     assert weights["classifier.weight"].shape == (3, 16)
     np.testing.assert_allclose(weights["conv_stem.weight"].asnumpy(), source.conv_stem.weight.asnumpy(), atol=1e-6)
+
+
+def test_own_images_with_the_pets_recipe(tmp_path, capsys):
+    """The README's own-images command: the Pets recipe with --dataset folder trains on DIR/train and validates on
+    DIR/val (the dataset's splits, not the Pets ones), fine-tuning a checkpoint with another head."""
+    data_dir = make_image_folder(str(tmp_path / "images"), per_class={"train": 2, "val": 1}, classes=2, size=(32, 32))
+    pretrained = str(tmp_path / "imagenet_like.ckpt")
+    save_checkpoint(pretrained, {p.name: p for p in create_model("ghostnet_050", num_classes=5).get_parameters()})
+    pets = os.path.join(REPO, "configs", "ghostnet", "ghostnet_100_pets.yaml")
+    common = ["--config", pets, "--dataset", "folder", "--data_dir", data_dir, "--num_classes", "2",
+              "--pretrained", pretrained, "--model", "ghostnet_050", "--image_size", "32", "--epochs", "1",
+              "--batch_size", "2", "--max_steps_per_epoch", "1", "--num_workers", "1", "--mode", "pynative"]
+    train.main([*common, "--output_dir", str(tmp_path / "run")])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "2 classes" in first and "train 4 images (train), val 2 (val)" in first and "CPU" in first
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "train_split: train\nval_split: val\n" in saved and "device_target: CPU\n" in saved
+    os.rename(os.path.join(data_dir, "val"), os.path.join(data_dir, "holdout"))
+    with pytest.raises(DatasetError, match=r"split folder .*val not found \(folders in .*: \['holdout', 'train'\]\); "
+                                           r"set --val_split$"):
+        train.main([*common, "--output_dir", str(tmp_path / "run2")])
 
 
 def test_command_line_errors_name_the_key(tmp_path):

@@ -71,9 +71,9 @@ def test_validate_prints_and_writes_the_report(tmp_path, capsys):
     ckpt = _checkpoint(tmp_path)
     report = validate.main(["--config", write_config(cfg, tmp_path / "cfg.yaml"), "--ckpt_path", ckpt])
     out = capsys.readouterr().out
-    path = tmp_path / "eval" / "eval_weights_val.json"
-    assert f"report written to {path} (confusion matrix: {tmp_path / 'eval' / 'eval_weights_val.png'})" in out
-    heat_map = matplotlib.image.imread(str(tmp_path / "eval" / "eval_weights_val.png"))
+    path = tmp_path / "eval" / "eval_weights_test.json"
+    assert f"report written to {path} (confusion matrix: {tmp_path / 'eval' / 'eval_weights_test.png'})" in out
+    heat_map = matplotlib.image.imread(str(tmp_path / "eval" / "eval_weights_test.png"))
     assert heat_map.ndim == 3 and heat_map.std() > 0.01
     assert f"loaded trained weights of tiny_net from {ckpt}" in out
     assert "precision     recall   f1-score  support" in out and "confusion matrix" in out

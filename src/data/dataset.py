@@ -8,9 +8,9 @@ import mindspore.dataset as ds
 import numpy as np
 from PIL import Image
 
-from src.data.readers import (FASHION_MNIST_CLASSES, MNIST_CLASSES, DatasetError, ImageFiles, check_fixed_classes,
-                              cifar10_class_names, class_folders, load_cifar10, load_idx, load_pets,
-                              pets_class_names, scan_image_folder)
+from src.data.readers import (FASHION_MNIST_CLASSES, MNIST_CLASSES, DatasetError, ImageFiles, SplitNotFoundError,
+                              check_fixed_classes, cifar10_class_names, class_folders, load_cifar10, load_idx,
+                              load_pets, pets_class_names, scan_image_folder)
 from src.data.transforms import (eval_transforms, mix_transform, normalize, one_hot, random_erasing,
                                  train_transforms)
 
@@ -125,7 +125,10 @@ def create_dataset(cfg, split, training, num_shards=1, shard_id=0, class_names=N
     fmt = _format(cfg.dataset)
     if not 0 <= shard_id < num_shards:
         raise DatasetError(f"shard_id {shard_id} is outside 0..{num_shards - 1}")
-    images, labels, class_names = fmt.read(cfg.data_dir, split, class_names)
+    try:
+        images, labels, class_names = fmt.read(cfg.data_dir, split, class_names)
+    except SplitNotFoundError as err:  # say which config key chose the split
+        raise SplitNotFoundError(f"{err}; set --{'train_split' if training else 'val_split'}") from None
     if len(labels) == 0:
         raise DatasetError(f"the {split} split of {cfg.data_dir} holds no images")
     if labels.max() >= len(class_names):

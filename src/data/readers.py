@@ -32,6 +32,10 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """A data folder or file that does not exist."""
 
 
+class SplitNotFoundError(DatasetNotFoundError):
+    """A split the data does not have; create_dataset adds the config key that chose it."""
+
+
 def _require_dir(path, what):
     if not os.path.isdir(path):
         raise DatasetNotFoundError(f"{what} not found: {path}")
@@ -53,7 +57,7 @@ def check_fixed_classes(own, class_names, where):
 def _split_name(split, prefixes, data_dir):
     """Map a config split name onto the files of a dataset with a fixed train/test split."""
     if split not in prefixes:
-        raise DatasetError(f"split '{split}' is not one of {sorted(prefixes)} for the files in {data_dir}")
+        raise SplitNotFoundError(f"split '{split}' is not one of {sorted(prefixes)} for the files in {data_dir}")
     return prefixes[split]
 
 
@@ -160,7 +164,7 @@ def class_folders(data_dir, split):
     root = os.path.join(data_dir, split)
     if not os.path.isdir(root):
         present = sorted(e.name for e in os.scandir(data_dir) if e.is_dir())
-        raise DatasetNotFoundError(f"split folder {root} not found (folders in {data_dir}: {present})")
+        raise SplitNotFoundError(f"split folder {root} not found (folders in {data_dir}: {present})")
     names = tuple(sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")))
     if not names:
         raise DatasetError(f"no class folders in {root}: expected {root}/<class>/<image files>")

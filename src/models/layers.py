@@ -10,6 +10,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 
 from src.kernels import BatchNorm2d, DepthwiseConv2d, ReluAbsorbing, kernels_usable
+from src.kernels.build import keep_float32
 from src.kernels.pointwise import pointwise_inference_ops
 
 
@@ -104,6 +105,11 @@ class PointwiseConv2d(ReluAbsorbing, nn.Conv2d):
                 out = out + self.bias
             out = out.reshape(-1, self.out_channels, 1, 1)
         return ops.relu(out) if self.fused_relu else out
+
+    def add_flags_recursive(self, **flags):
+        """Mixed precision leaves this cell in float32 when it has the (float32) inference kernels: AMP casts the
+        weights of a float16 cell too, which the kernels refuse."""
+        return super().add_flags_recursive(**(keep_float32(flags) if self.inference_bias is not None else flags))
 
 
 def batch_norm(channels):
