@@ -33,7 +33,7 @@ from src.engine.epoch_data import EpochData
 from src.engine.loss import DistillationLoss, SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optim import create_optimizer
-from src.network import build_model
+from src.network import build_model, for_this_device
 from src.engine.train_step import (TrainStep, create_loss_scaler, gradient_reducer, loss_scaler_state,
                                    mixed_precision)
 from src.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
@@ -55,7 +55,7 @@ def main(argv=None):
                                         shard_id=dist.rank)  # each rank validates its shard
     info = train_data.info
 
-    network = build_model(cfg, info)
+    network = for_this_device(build_model(cfg, info), cfg)  # before the optimizer: it swaps cells, not parameters
     if cfg.pretrained:
         dropped = load_pretrained(network, cfg.pretrained, model_info(cfg.model).classifier)
         print(f"fine-tuning from {cfg.pretrained}" +

@@ -95,6 +95,7 @@ class Config:
     # --- run ---------------------------------------------------------------------------------------
     mode: str = "graph"  # graph | pynative
     device_target: str = "CPU"  # CPU | GPU | Ascend
+    cpu_kernels: str = "auto"  # auto | off: on CPU, swap in src/kernels' fast cells (auto: when g++ builds them)
     output_dir: str = "outputs/run"
     ckpt_interval: int = 1  # save the latest checkpoint every this many epochs
     ckpt_interval_steps: int = 0  # >0: also save a resumable mid-epoch checkpoint every this many steps
@@ -162,6 +163,7 @@ CHOICES = {
     "loss_scale": ("none", "fixed", "dynamic"),
     "mode": ("graph", "pynative"),
     "device_target": ("CPU", "GPU", "Ascend"),
+    "cpu_kernels": ("auto", "off"),
     "bad_images": ("error", "skip"),
 }
 

@@ -20,8 +20,8 @@ from collections import namedtuple
 
 import mindspore.nn as nn
 
-from src.models.layers import (ConvBnAct, GhostModule, GlobalAvgPool, PointwiseConv2d, SqueezeExcite, activation,
-                               batch_norm, batch_norm_act, conv2d, last_per_stride, make_divisible)
+from src.models.layers import (ConvBnAct, GhostModule, GlobalAvgPool, SqueezeExcite, activation, batch_norm, conv2d,
+                               last_per_stride, make_divisible)
 from src.models.registry import register_model
 
 # One Ghost bottleneck, channels already rounded. `se` is the SE squeeze width (0: no SE); `attention`: DFC
@@ -96,7 +96,8 @@ class GhostNet(nn.Cell):
 
         stem_stride = 1 if small_input else 2
         self.conv_stem = conv2d(in_channels, stem_channels, 3, stem_stride)
-        self.bn1, self.act1 = batch_norm_act(stem_channels, act)
+        self.bn1 = batch_norm(stem_channels)
+        self.act1 = activation(act)
 
         cells, reductions = [], []
         prev, reduction = stem_channels, stem_stride
@@ -117,7 +118,7 @@ class GhostNet(nn.Cell):
                              for i in self._feature_idx]
 
         self.global_pool = GlobalAvgPool()
-        self.conv_head = PointwiseConv2d(final_channels, head_channels, has_bias=True)
+        self.conv_head = conv2d(final_channels, head_channels, 1, bias=True)
         self.act2 = activation(act)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()

@@ -8,7 +8,7 @@ pooling a 1x1 conv 960 -> 1280 *with* bias and no BN, then hard-swish.
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from src.models.layers import (ConvBnAct, GlobalAvgPool, PointwiseConv2d, activation, batch_norm, conv2d, last_per_stride,
+from src.models.layers import (ConvBnAct, GlobalAvgPool, activation, batch_norm, conv2d, last_per_stride,
                                make_divisible)
 from src.models.mobilenetv2 import DepthwiseSeparable, InvertedResidual
 from src.models.registry import register_model
@@ -74,7 +74,7 @@ class MobileNetV3(nn.Cell):
                              for i in self._feature_stages]
 
         self.global_pool = GlobalAvgPool(keep_dims=True)
-        self.conv_head = PointwiseConv2d(final_chs, head_hidden_size, has_bias=True)
+        self.conv_head = conv2d(final_chs, head_hidden_size, 1, bias=True)
         self.act2 = activation("hard_swish")
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
         self.classifier = nn.Dense(head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
