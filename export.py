@@ -29,7 +29,6 @@ from src.checkpoint import CheckpointError
 from src.config import ConfigError, config_help, load_config, parse_overrides
 from src.deploy import ExportedModelError, load_exported, prepare_for_inference
 from src.device import setup_context
-from src.kernels import custom_kernels
 from src.network import build_network
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -108,14 +107,7 @@ def main(argv=None):
     file_format, size, output = _check_arguments(args, cfg, device)
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few forward passes: cheaper than compiling them
 
-    # The exported graph must not depend on this machine's compiled kernels: every conv built from here on (the
-    # network, and the fused convs of re-parameterised blocks) is MindSpore's own.
-    with custom_kernels(False):
-        return _export(args, cfg, file_format, size, output)
-
-
-def _export(args, cfg, file_format, size, output):
-    """Build, fold, write and reload-check (main's body, run with the custom kernels off)."""
+    # The plain network, never `for_this_device`: the file must hold MindSpore's own ops, not this machine's kernels.
     net, kind, in_channels = build_network(cfg, cfg.ckpt_path)
     _check_image_size(net, cfg.model, size)
     export_batch = args.batch_size or (1 if file_format == "AIR" else None)  # AIR has no dynamic batch

@@ -36,7 +36,7 @@ from src.engine.loss import DistillationLoss, SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.nonfinite import NonFiniteLossError
 from src.engine.optim import create_optimizer
-from src.network import build_model
+from src.network import build_model, for_this_device
 from src.engine.train_step import (TrainStep, create_loss_scaler, gradient_reducer, loss_scaler_state,
                                    mixed_precision)
 from src.engine.trainer import Trainer
@@ -59,7 +59,7 @@ def main(argv=None):
                                         class_names=train_data.info.class_names)  # label k: training's class k
     info = train_data.info
 
-    network = build_model(cfg, info)
+    network = for_this_device(build_model(cfg, info), cfg)  # before the optimizer: it swaps cells, not parameters
     if dist.is_main:  # the run's first line
         print(f"{cfg.model}: {count_params(network) / 1e6:.2f}M parameters, {info.num_classes} classes, "
               f"{info.in_channels} channel(s), {cfg.image_size} px | train {info.num_samples} images "

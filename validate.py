@@ -26,13 +26,13 @@ from src.engine.evaluate import evaluate
 from src.engine.metrics import format_report
 from src.engine.plots import plot_confusion_matrix
 from src.engine.train_step import mixed_precision
-from src.network import build_model
+from src.network import build_model, for_this_device
 from src.utils.files import write_json_atomic
 
 
 def load_network(cfg, info):
     """The callable to evaluate: the configured model holding the checkpoint's weights (every key matched)."""
-    network = build_model(cfg, info)
+    network = for_this_device(build_model(cfg, info), cfg)
     kind = load_weights(network, cfg.ckpt_path)
     print(f"loaded {'EMA' if kind == 'ema' else 'trained'} weights of {cfg.model} from {cfg.ckpt_path}")
     return mixed_precision(network, cfg.amp_level)

@@ -2,13 +2,13 @@
 
     python scripts/benchmark.py                                   # ghostnet_100, every workload, every runtime
     python scripts/benchmark.py --workloads train_32 --repeats 10 --no-reference
-    python scripts/benchmark.py --kernels both                    # MindSpore with and without src/kernels
+    python scripts/benchmark.py --kernels both                    # MindSpore with and without src/kernels' pass
     python scripts/benchmark.py --rounds 3                        # every runtime 3 times, round-robin: the README table
 
 Workloads: `infer_224` (batch 1, 3 x 224 x 224, 1000 classes: latency in graph mode of the network as trained and of
-its inference form, BN folded into the convs and ReLUs into the kernels as export.py does, and of the exported MINDIR
-through nn.GraphCell; the MINDIR always holds MindSpore's own ops, not src/kernels), `train_224` (batch 32,
-3 x 224 x 224, 1000 classes: training images/s), `train_32` (batch 128, 1 x 32 x 32, 10 classes: the
+its inference form, BN folded into the convs as export.py does (then, with the kernels, ReLUs into them), and of
+the exported MINDIR through nn.GraphCell; the MINDIR always holds MindSpore's own ops, not src/kernels), `train_224`
+(batch 32, 3 x 224 x 224, 1000 classes: training images/s), `train_32` (batch 128, 1 x 32 x 32, 10 classes: the
 Fashion-MNIST main job's setting) and `train_28_small` (batch 128, 1 x 28 x 28, the small-input network of the
 Fashion-MNIST recipe; MindSpore only: timm has no small-input GhostNet). A training step is forward, label-smoothed
 cross-entropy, backward and an SGD-momentum update, on a fixed batch (no data pipeline).
@@ -50,7 +50,7 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every runtime this many times, round-robin, and keep the median round")
     parser.add_argument("--kernels", choices=("on", "off", "both"), default="on",
-                        help="MindSpore with the custom CPU kernels of src/kernels, without, or both")
+                        help="MindSpore with the CPU kernels of src/kernels (its accelerate pass), without, or both")
     parser.add_argument("--no-reference", action="store_true", help="skip PyTorch and ONNX Runtime")
     parser.add_argument("--json", help="also write the measurements to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one MindSpore measurement
@@ -86,7 +86,7 @@ def mindspore_worker(spec):
     from src.engine.lr_schedule import build_lr_schedule
     from src.engine.optim import create_optimizer
     from src.engine.train_step import TrainStep
-    from src.kernels import custom_kernels, kernels_usable
+    from src.kernels import accelerate, kernels_usable
     from src.models import create_model
 
     work = WORKLOADS[spec["workload"]]
@@ -95,10 +95,14 @@ def mindspore_worker(spec):
     rng = np.random.default_rng(0)
     x = ms.Tensor(rng.standard_normal((work["batch"], work["channels"], work["size"], work["size"]))
                   .astype(np.float32))
-    with custom_kernels(spec["kernels"] == "on"):
-        net = create_model(spec["model"], num_classes=work["classes"], in_channels=work["channels"],
-                           small_input=work.get("small_input", False))
-        result = {"custom_kernels": kernels_usable(), "version": ms.__version__}
+    net = create_model(spec["model"], num_classes=work["classes"], in_channels=work["channels"],
+                       small_input=work.get("small_input", False))
+    kernels = spec["kernels"] == "on" and kernels_usable()
+    result = {"custom_kernels": kernels, "version": ms.__version__}
+    if spec["runtime"] == "folded":  # the inference form: BN folded on the plain network, then the kernels
+        prepare_for_inference(net, x)
+    if kernels:
+        accelerate(net, x[:1])
     if work["train"]:
         labels = np.eye(work["classes"], dtype=np.float32)[rng.integers(0, work["classes"], work["batch"])]
         cfg = Config(optimizer="sgd", momentum=0.9, lr=0.01, epochs=1, warmup_epochs=0)
@@ -115,17 +119,13 @@ def mindspore_worker(spec):
         seconds = _median_seconds(run, spec["repeats"], spec["warmup"])
         result.update(images_per_s=work["batch"] / seconds, step_ms=seconds * 1e3)
     elif spec["runtime"] in ("mindspore", "folded"):  # graph mode: the network as trained, or BN folded
-        if spec["runtime"] == "folded":
-            with custom_kernels(spec["kernels"] == "on"):
-                prepare_for_inference(net, x)
         net.set_train(False)
         start = time.perf_counter()
         net(x).asnumpy()
         result["compile_s"] = time.perf_counter() - start
         result["latency_ms"] = _median_seconds(lambda: net(x).asnumpy(), spec["repeats"], spec["warmup"]) * 1e3
     else:  # the deployable file: BN folded, exported to MINDIR (always plain convs), loaded back as a GraphCell
-        with custom_kernels(False), tempfile.TemporaryDirectory() as tmp:
-            net = create_model(spec["model"], num_classes=work["classes"], in_channels=work["channels"])
+        with tempfile.TemporaryDirectory() as tmp:
             prepare_for_inference(net, x)
             ms.export(net, x, file_name=os.path.join(tmp, "model"), file_format="MINDIR")
             graph = ms.nn.GraphCell(ms.load(os.path.join(tmp, "model.mindir")))

@@ -112,13 +112,14 @@ def measure(cfg, run_dir, latency_repeats):
     import numpy as np
     import mindspore
     from src.deploy import prepare_for_inference
-    from src.network import build_network
+    from src.network import build_network, for_this_device
     from src.utils.profile import count_macs, count_params, measure_latency
 
     net, _, channels = build_network(cfg, os.path.join(run_dir, "best.ckpt"))
     shape = (channels, cfg.image_size, cfg.image_size)
     figures = {"params_m": count_params(net) / 1e6, "macs_m": count_macs(net, shape) / 1e6}
     prepare_for_inference(net, mindspore.Tensor(np.zeros((1, *shape), np.float32)))
+    for_this_device(net, cfg)  # the CPU inference form: BN folded, then the kernels
     figures["latency_ms"] = measure_latency(net, shape, repeats=latency_repeats)
     with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
         epochs = json.load(f)["epochs"]

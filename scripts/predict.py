@@ -31,7 +31,7 @@ from src.data import DatasetError, dataset_statistics, image_file_preprocess, sp
 from src.data.readers import IMAGE_EXTENSIONS  # noqa: E402
 from src.deploy import ExportedModelError, load_exported  # noqa: E402
 from src.device import setup_context  # noqa: E402
-from src.network import build_network  # noqa: E402
+from src.network import build_network, for_this_device  # noqa: E402
 
 TOP_K = 5
 BATCH = 16
@@ -82,7 +82,7 @@ def load_model(cfg, mindir):
     if not cfg.ckpt_path:
         raise PredictError("give the model: --ckpt_path FILE (with --config) or --mindir FILE")
     net, _, channels = build_network(cfg, cfg.ckpt_path)
-    return net, channels
+    return for_this_device(net, cfg), channels
 
 
 def class_names(cfg, labels_path, mindir):

@@ -105,6 +105,7 @@ class Config:
     mode: str = "graph"  # graph | pynative
     device_target: str = "auto"  # auto | CPU | GPU | Ascend; auto: Ascend, else GPU, else CPU, whichever this
     # MindSpore build and machine can use (the run's first line names it)
+    cpu_kernels: str = "auto"  # auto | off: on CPU, swap in src/kernels' fast cells (auto: when g++ builds them)
     output_dir: str = "outputs/run"  # where the run's files go
     ckpt_interval: int = 1  # save the latest checkpoint every this many epochs
     ckpt_interval_steps: int = 0  # >0: also save a resumable mid-epoch checkpoint every this many steps
@@ -172,6 +173,7 @@ CHOICES = {
     "loss_scale": ("none", "fixed", "dynamic"),
     "mode": ("graph", "pynative"),
     "device_target": ("auto", "CPU", "GPU", "Ascend"),
+    "cpu_kernels": ("auto", "off"),
     "bad_images": ("error", "skip"),
 }
 

@@ -2,12 +2,17 @@
 export, prediction, a distillation teacher). Both training (src/engine) and deployment (src/deploy) build on this.
 
 Training sizes the model from the dataset; exporting or predicting should not need the dataset for that, so
-num_classes / in_channels left null in the config are read off the checkpoint instead.
+num_classes / in_channels left null in the config are read off the checkpoint instead. Both give the plain model;
+`for_this_device` is the one place that turns it into its CPU form (src/kernels) where that applies.
 """
 from collections import namedtuple
 
+import numpy as np
+from mindspore import Tensor
+
 from src.checkpoint import load_weights, model_weights, read_checkpoint
 from src.config import ConfigError
+from src.kernels import accelerate, kernels_usable
 from src.models import create_model, model_info
 
 # What build_model reads of a DatasetInfo.
@@ -61,3 +66,16 @@ def build_network(cfg, ckpt_path):
     kind = load_weights(net, ckpt_path)
     net.set_train(False)
     return net, kind, sizes.in_channels
+
+
+def for_this_device(net, cfg):
+    """`net` with its cells swapped for src/kernels' fast CPU forms (`accelerate`), in place, when the device is the
+    CPU, the config's `cpu_kernels` is auto and g++ builds the kernels; otherwise `net` unchanged.
+
+    The parameters stay the same objects, names and values: call it before building the optimizer or EMA. Never
+    before exporting: a MINDIR / ONNX file must hold MindSpore's own ops only.
+    """
+    if cfg.cpu_kernels == "off" or not kernels_usable():
+        return net
+    in_channels = dict(net.cells_and_names())[registered_model_info(cfg.model).first_conv].in_channels
+    return accelerate(net, Tensor(np.zeros((1, in_channels, cfg.image_size, cfg.image_size), np.float32)))

@@ -85,23 +85,17 @@ def test_ghostnet_folds_every_conv_bn_pair_within_1e_5():
     assert all(cells[conv].has_bias for conv in pairs)
 
 
-def test_folding_a_compiled_graph_moves_relus_into_the_convs_and_recompiles():
+def test_folding_a_compiled_graph_recompiles():
     """Graph mode, network compiled before folding (export.py's order): the next call must run the folded network,
-    with each ReLU that alone reads a conv's (or its folded BN's) output moved into that conv."""
+    MindSpore's own cells only (the CPU kernel pass, src/kernels, is never part of an export)."""
     net = random_bn_statistics(create_model("ghostnet_050", **SMALL))
     x = images(1)
     mindspore.set_context(mode=mindspore.GRAPH_MODE)
     before = logits(net, x)
     fold_batchnorm(net, mindspore.Tensor(x))
     assert np.abs(logits(net, x) - before).max() <= 1e-5
-    cells = dict(net.cells_and_names())
-    absorbed = {name for name, cell in cells.items() if getattr(cell, "fused_relu", False)}
-    assert {"blocks.0.0.ghost1.primary_conv.0", "blocks.0.0.ghost1.cheap_operation.0",
-            "blocks.3.0.se.conv_reduce"} <= absorbed
-    assert isinstance(cells["blocks.3.0.se.act1"], nn.Identity)
-    assert "blocks.0.0.ghost2.primary_conv.0" not in absorbed  # the second Ghost module has no activation
-    # the stem is a plain nn.Conv2d: its ReLU stays a cell (BN's place, or its own slot when BN had none inside)
-    assert "conv_stem" not in absorbed and nn.ReLU in (type(cells["bn1"]), type(cells["act1"]))
+    assert not [name for name, cell in net.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
+    assert not [name for name, cell in net.cells_and_names() if type(cell).__module__.startswith("src.kernels")]
 
 
 class _NotFoldable(nn.Cell):

@@ -1,6 +1,9 @@
-"""The custom CPU kernels (src/kernels) against MindSpore's own depthwise conv and BatchNorm, and how models use them."""
+"""The custom CPU kernels (src/kernels) against MindSpore's own ops, and the pass that swaps them into a network."""
+import ast
 import ctypes
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,10 +14,12 @@ import src  # noqa: F401
 import mindspore as ms
 import mindspore.nn as nn
 
-from src.kernels import AllFinite, BatchNorm2d, DepthwiseConv2d, custom_kernels, kernels_usable
-from src.kernels import build
+from src.config import Config
+from src.deploy import prepare_for_inference
+from src.kernels import AllFinite, BatchNorm2d, DepthwiseConv2d, PointwiseConv2d, accelerate, build, kernels_usable
+from src.kernels.matmul import MatMulGlobalAvgPool, MatMulScaleChannels
 from src.models import create_model
-from src.models.layers import PointwiseConv2d, batch_norm, conv2d
+from src.network import for_this_device
 
 pytestmark = pytest.mark.skipif(not kernels_usable(), reason="custom kernels need the CPU target and a C++ compiler")
 
@@ -77,25 +82,6 @@ def test_depthwise_kernels_run_under_mixed_precision(amp_level):
     assert np.abs(got.asnumpy().astype(np.float32) - want).max() < 1e-2
 
 
-def test_models_use_the_kernels_for_depthwise_convs_and_batch_norm_and_keep_checkpoint_keys():
-    net = create_model("ghostnetv2_100", num_classes=10, in_channels=1, small_input=True)
-    with custom_kernels(False):
-        plain = create_model("ghostnetv2_100", num_classes=10, in_channels=1, small_input=True)
-    assert all(isinstance(cell, BatchNorm2d) for _, cell in net.cells_and_names() if isinstance(cell, nn.BatchNorm2d))
-    convs = {name: cell for name, cell in net.cells_and_names() if isinstance(cell, nn.Conv2d)}
-    depthwise_names = {name for name, cell in convs.items() if isinstance(cell, DepthwiseConv2d)}
-    assert depthwise_names == {name for name, cell in convs.items() if cell.group == cell.in_channels > 1}
-    assert any(name.endswith("short_conv.2") for name in depthwise_names)  # DFC attention's (1, 5) conv
-    assert not any(isinstance(cell, (DepthwiseConv2d, BatchNorm2d)) for _, cell in plain.cells_and_names())
-    assert [(p.name, p.shape) for p in net.get_parameters()] == [(p.name, p.shape) for p in plain.get_parameters()]
-
-    ms.load_param_into_net(plain, {p.name: p for p in net.get_parameters()}, strict_load=True)
-    net.set_train(False)
-    plain.set_train(False)
-    x = ms.Tensor(np.random.default_rng(1).standard_normal((2, 1, 32, 32)).astype(np.float32))
-    assert np.abs(net(x).asnumpy() - plain(x).asnumpy()).max() < 1e-5
-
-
 @pytest.mark.parametrize("relu", [False, True], ids=["bn", "bn_relu"])
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
 def test_batch_norm_kernels_match_mindspore_batch_norm(graph, relu):
@@ -130,24 +116,23 @@ POINTWISE_SHAPES = [  # (batch, in, out, H, W): 1x1 and sub-vector maps (dot pro
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
-def test_inference_kernels_apply_bias_and_an_absorbed_relu(graph):
-    """Eval mode with a bias (a folded conv): one kernel computes conv + bias (+ ReLU after `absorb_relu`); its
+def test_inference_kernels_apply_bias_and_the_relu_after_it(graph):
+    """Eval mode with a bias (a folded conv): one kernel computes conv + bias (+ the ReLU with `relu=True`); its
     gradients still hold (an eval-mode network may be differentiated, e.g. for a saliency map)."""
     rng = np.random.default_rng(4)
-    cases = [(PointwiseConv2d(i, o, has_bias=True), nn.Conv2d(i, o, 1, has_bias=True), (n, i, h, w))
-             for n, i, o, h, w in POINTWISE_SHAPES]
-    for kernel, stride, padding, channels, size in GEOMETRIES:
-        cases.append((DepthwiseConv2d(channels, kernel, stride, padding, has_bias=True),
-                      nn.Conv2d(channels, channels, kernel, stride=stride, pad_mode="pad", padding=padding,
-                                group=channels, has_bias=True), (2, channels, *size)))
     for relu in (False, True):
+        cases = [(PointwiseConv2d(i, o, has_bias=True, relu=relu), nn.Conv2d(i, o, 1, has_bias=True), (n, i, h, w))
+                 for n, i, o, h, w in POINTWISE_SHAPES]
+        for kernel, stride, padding, channels, size in GEOMETRIES:
+            cases.append((DepthwiseConv2d(channels, kernel, stride, padding, has_bias=True, relu=relu),
+                          nn.Conv2d(channels, channels, kernel, stride=stride, pad_mode="pad", padding=padding,
+                                    group=channels, has_bias=True), (2, channels, *size)))
         for ours, reference, shape in cases:
             assert ours.inference_bias is not None
             reference.weight.set_data(ours.weight.data.copy())
             reference.bias.set_data(ms.Tensor(rng.standard_normal(reference.bias.shape).astype(np.float32)))
             ours.bias.set_data(reference.bias.data.copy())
             if relu:
-                ours.absorb_relu()
                 reference = nn.SequentialCell([reference, nn.ReLU()])
             ours.set_train(False)
             reference.set_train(False)
@@ -160,6 +145,186 @@ def test_inference_kernels_apply_bias_and_an_absorbed_relu(graph):
             for name, a, b in zip(["output", "input grad", "weight grad", "bias grad"], got, want):
                 assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max()), \
                     (type(ours).__name__, shape, relu, name, np.abs(a - b).max())
+
+
+# --- MatMul forms ----------------------------------------------------------------------------------------------
+
+def _value_and_grads(fn, inputs, upstream, graph):
+    def weighted(*args):
+        return (fn(*args) * upstream).sum()
+    grad_fn = ms.value_and_grad(weighted, tuple(range(len(inputs))),
+                                getattr(fn, "trainable_params", lambda: [])() or None)
+    if graph:
+        grad_fn = ms.jit(grad_fn)
+    _, grads = grad_fn(*inputs)
+
+    def flatten(value):
+        return [t for item in value for t in flatten(item)] if isinstance(value, (tuple, list)) else [value]
+    return [fn(*inputs).asnumpy()] + [g.asnumpy() for g in flatten(grads)]
+
+
+def _mean_over_map(x):
+    return ms.ops.mean(x, (2, 3), True)
+
+
+def _product(x, scale):
+    return x * scale
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+@pytest.mark.parametrize("size", [1, 5], ids=["1x1_map", "5x5_map"])
+def test_matmul_forms_match_the_ops_they_replace(graph, size):
+    """PointwiseConv2d (MatMul on 1x1 maps in training), MatMulGlobalAvgPool (MatMul mean) and MatMulScaleChannels
+    (MatMul-summed gradient) give the outputs and gradients of nn.Conv2d, ops.mean and a broadcast product."""
+    rng = np.random.default_rng(0)
+    x = ms.Tensor(rng.standard_normal((3, 6, size, size)).astype(np.float32))
+
+    ours = PointwiseConv2d(6, 4, has_bias=True)
+    ours.set_train(True)  # the MatMul form is the training one; inference keeps the conv
+    plain = ms.nn.Conv2d(6, 4, 1, has_bias=True)
+    plain.weight.set_data(ours.weight.data.copy())
+    plain.bias.set_data(ms.Tensor(rng.standard_normal(4).astype(np.float32)))
+    ours.bias.set_data(plain.bias.data.copy())
+    upstream = ms.Tensor(rng.standard_normal((3, 4, size, size)).astype(np.float32))
+    pairs = [(_value_and_grads(ours, (x,), upstream, graph), _value_and_grads(plain, (x,), upstream, graph))]
+
+    upstream = ms.Tensor(rng.standard_normal((3, 6, 1, 1)).astype(np.float32))
+    pairs.append((_value_and_grads(MatMulGlobalAvgPool(), (x,), upstream, graph),
+                  _value_and_grads(_mean_over_map, (x,), upstream, graph)))
+
+    scale = ms.Tensor(rng.standard_normal((3, 6, 1, 1)).astype(np.float32))
+    upstream = ms.Tensor(rng.standard_normal(x.shape).astype(np.float32))
+    pairs.append((_value_and_grads(MatMulScaleChannels(), (x, scale), upstream, graph),
+                  _value_and_grads(_product, (x, scale), upstream, graph)))
+
+    for layer, (got, want) in zip(["PointwiseConv2d", "GlobalAvgPool", "ScaleChannels"], pairs):
+        assert len(got) == len(want), layer
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max()), layer
+
+
+# --- the pass ----------------------------------------------------------------------------------------------------
+
+TINY = dict(num_classes=10, in_channels=1, small_input=True, drop_rate=0.0)
+# A tiny variant of every family (each has swappable cells); the GhostNets also in graph mode (training only).
+FAMILIES = [("ghostnet_050", dict(width=0.25)), ("ghostnetv2_100", dict(width=0.25)),
+            ("ghostnetv3_050", dict(width=0.25)), ("mobilenetv2_100", {}), ("mobilenetv3_large_100", {}),
+            ("ghost_resnet56", {}), ("ghost_vgg16", {})]
+PASS_CASES = [(name, options, False) for name, options in FAMILIES] + [(*family, True) for family in FAMILIES[:3]]
+
+
+def _kernel_cells(net):
+    return [name for name, cell in net.cells_and_names() if type(cell).__module__.startswith("src.kernels")]
+
+
+def _with_random_statistics(net, seed=0):
+    """BN statistics far from their initial values, scales <= 1 (deep nets must not blow up float32 rounding)."""
+    rng = np.random.default_rng(seed)
+    for name, param in net.parameters_and_names():
+        if name.endswith("gamma"):
+            param.set_data(ms.Tensor(rng.uniform(0.5, 1.0, param.shape).astype(np.float32)))
+        elif name.endswith("moving_variance"):
+            param.set_data(ms.Tensor(rng.uniform(1.0, 2.0, param.shape).astype(np.float32)))
+        elif name.endswith(("moving_mean", "beta")):
+            param.set_data(ms.Tensor(rng.normal(0.0, 0.5, param.shape).astype(np.float32)))
+    return net
+
+
+def _twins(name, options):
+    """(plain, accelerated) builds of one model holding the same weights and BN statistics."""
+    plain = _with_random_statistics(create_model(name, **TINY, **options))
+    fast = create_model(name, **TINY, **options)
+    ms.load_param_into_net(fast, {p.name: ms.Parameter(p.data.copy(), p.name) for p in plain.get_parameters()},
+                           strict_load=True)
+    params = fast.get_parameters()
+    assert accelerate(fast, ms.Tensor(np.zeros((1, 1, 32, 32), np.float32))) is fast
+    assert [id(p) for p in fast.get_parameters()] == [id(p) for p in params]  # what an optimizer built later sees
+    return plain, fast
+
+
+def _relative_error(got, want):
+    return np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30)
+
+
+@pytest.mark.parametrize("name,options,graph", PASS_CASES,
+                         ids=[f"{name}-{'graph' if graph else 'pynative'}" for name, _, graph in PASS_CASES])
+def test_accelerated_network_computes_what_the_plain_one_does(name, options, graph):
+    """Same parameter names and shapes, every depthwise conv and BN swapped; the same outputs and gradients in eval
+    and training mode, and the same BN statistics updates.
+
+    Outputs and statistics agree to float rounding. Gradients only loosely, each kernel's being checked tightly
+    above: where rounding moves a pre-activation across zero, a ReLU passes a gradient in one network and not the
+    other, and with batch statistics a deep network at random init grows such differences layer by layer (1% of
+    the gradient norm after MobileNetV2's 52 BNs); so training-mode gradients are compared as a whole."""
+    plain, fast = _twins(name, options)
+    assert [(p.name, p.shape) for p in fast.get_parameters()] == [(p.name, p.shape) for p in plain.get_parameters()]
+    assert not [cell_name for cell_name, cell in fast.cells_and_names()
+                if type(cell) is nn.BatchNorm2d or type(cell) is nn.Conv2d and cell.group == cell.in_channels > 1]
+    rng = np.random.default_rng(1)
+    x = ms.Tensor(rng.standard_normal((16, 1, 32, 32)).astype(np.float32))
+    upstream = ms.Tensor(rng.standard_normal((16, 10)).astype(np.float32))
+    for training in (True,) if graph else (False, True):  # graph mode: each compile costs a minute here
+        (got, got_statistics), (want, want_statistics) = [
+            (_forward_and_grads(net.set_train(training), x, upstream, graph),
+             [p.asnumpy() for p in net.get_parameters() if "moving" in p.name]) for net in (fast, plain)]
+        mode = "training" if training else "eval"
+        assert _relative_error(got[0], want[0]) <= 1e-4, (mode, "output")
+        if training:
+            assert max(map(_relative_error, got_statistics, want_statistics)) <= 1e-4, "BN statistics"
+            gradients = [np.concatenate([g.ravel() for g in values[1:]]) for values in (got, want)]
+            assert _relative_error(*gradients) <= 3e-2, "training gradients"
+        else:
+            errors = [_relative_error(a, b) for a, b in zip(got[1:], want[1:])]
+            assert max(errors) <= 1e-2, ("eval gradient", int(np.argmax(errors)), max(errors))
+
+
+def test_inference_form_runs_relus_inside_the_convs_and_recompiles():
+    """BN folded on the plain network, then the pass: each ReLU that alone reads a swapped conv's output (through
+    its folded BN's identity) runs in the conv's kernel. Graph mode, network compiled before the pass: the next
+    call must run the new cells."""
+    net = _with_random_statistics(create_model("ghostnet_050", **TINY, small_input=True))
+    x = ms.Tensor(np.random.default_rng(2).standard_normal((1, 1, 32, 32)).astype(np.float32))
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        prepare_for_inference(net, x)
+        before = net(x).asnumpy()
+        accelerate(net, x)
+        after = net(x).asnumpy()
+    finally:
+        ms.set_context(mode=previous)
+    assert np.abs(after - before).max() <= 1e-5 * max(1.0, np.abs(before).max())
+    cells = dict(net.cells_and_names())
+    with_relu = {name for name, cell in cells.items() if getattr(cell, "relu", None) is True}
+    assert {"blocks.0.0.ghost1.primary_conv.0", "blocks.0.0.ghost1.cheap_operation.0",
+            "blocks.3.0.se.conv_reduce", "conv_head"} <= with_relu
+    assert type(cells["blocks.3.0.se.act1"]) is nn.Identity and type(cells["blocks.3.0.se.pool"]) is MatMulGlobalAvgPool
+    assert "blocks.0.0.ghost2.primary_conv.0" not in with_relu  # the second Ghost module has no activation
+    # the stem is a plain 3x3 conv: its ReLU stays a cell
+    assert type(cells["conv_stem"]) is nn.Conv2d and type(cells["act1"]) is nn.ReLU
+
+
+def test_the_pass_follows_the_config():
+    net = create_model("ghostnet_050", **TINY)
+    assert for_this_device(net, Config(model="ghostnet_050", image_size=32, cpu_kernels="off")) is net
+    assert not _kernel_cells(net)
+    assert for_this_device(net, Config(model="ghostnet_050", image_size=32)) is net
+    assert _kernel_cells(net)
+
+
+def test_models_import_nothing_from_the_kernels():
+    """src/models is plain MindSpore: neither a model file nor anything it imports loads src/kernels."""
+    models = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src", "models")
+    for file in os.listdir(models):
+        if file.endswith(".py"):
+            with open(os.path.join(models, file), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+            imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+            assert not [name for name in imported if name and name.startswith("src.kernels")], file
+    check = "import sys, src.models; sys.exit(any(m.startswith('src.kernels') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", check], cwd=os.path.dirname(os.path.dirname(models)),
+                          check=False).returncode == 0
 
 
 def _call_aot(function, *arrays):
@@ -245,14 +410,15 @@ def test_kernel_thread_pool_serves_concurrent_callers_and_forked_children():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_a_missing_compiler_falls_back_to_mindspore_ops_with_a_warning(monkeypatch, tmp_path):
+def test_a_missing_compiler_leaves_the_network_plain_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "no-such-compiler")
     monkeypatch.setattr(build, "_CACHE_DIR", str(tmp_path))  # nothing cached: the build must run
     monkeypatch.setitem(build._state, "broken", None)
+    net = create_model("ghostnet_050", **TINY)
     with pytest.warns(UserWarning, match="custom CPU kernels unavailable.*no C\\+\\+ compiler"):
-        conv = conv2d(8, 8, 3, groups=8)
-    assert type(conv) is nn.Conv2d
-    assert type(batch_norm(8)) is nn.BatchNorm2d
+        assert for_this_device(net, Config(model="ghostnet_050", image_size=32)) is net
+    assert not _kernel_cells(net)
+    assert DepthwiseConv2d(8, 3, 1, 1).custom is None and BatchNorm2d(8).custom is None  # MindSpore's own ops
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])

@@ -10,7 +10,7 @@ import pytest
 import mindspore
 
 from src.models import create_model, list_models, model_info
-from src.models.layers import GlobalAvgPool, PointwiseConv2d, ScaleChannels, SqueezeExcite
+from src.models.layers import SqueezeExcite
 from src.utils.profile import count_macs, count_params, ghost_speedup
 
 # The zoo's models; a test-only model registered by a fixture module (family "test") is not held to the contract.
@@ -207,59 +207,3 @@ def test_ghostnet_100_nose_is_ghostnet_100_without_se():
 def test_ghost_speedup_approaches_s():
     assert ghost_speedup(c=128, n=128, k=3, d=3, s=2) == pytest.approx(2 * 128 / (128 + 1))
     assert ghost_speedup(c=4096, n=256, k=3, d=3, s=4) == pytest.approx(4, rel=1e-2)
-
-
-# --- layers computed in a faster form than the op they stand for ------------------------------------------------
-
-def _value_and_grads(fn, inputs, upstream, graph):
-    def weighted(*args):
-        return (fn(*args) * upstream).sum()
-    grad_fn = mindspore.value_and_grad(weighted, tuple(range(len(inputs))),
-                                       getattr(fn, "trainable_params", lambda: [])() or None)
-    if graph:
-        grad_fn = mindspore.jit(grad_fn)
-    _, grads = grad_fn(*inputs)
-
-    def flatten(value):
-        return [t for item in value for t in flatten(item)] if isinstance(value, (tuple, list)) else [value]
-    return [fn(*inputs).asnumpy()] + [g.asnumpy() for g in flatten(grads)]
-
-
-def _mean_over_map(x):
-    return mindspore.ops.mean(x, (2, 3), True)
-
-
-def _product(x, scale):
-    return x * scale
-
-
-@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
-@pytest.mark.parametrize("size", [1, 5], ids=["1x1_map", "5x5_map"])
-def test_matmul_forms_match_the_ops_they_replace(graph, size):
-    """PointwiseConv2d (MatMul on 1x1 maps in training), GlobalAvgPool (MatMul mean) and ScaleChannels (MatMul-summed gradient)
-    give the outputs and gradients of nn.Conv2d, ops.mean and a broadcast product."""
-    rng = np.random.default_rng(0)
-    x = mindspore.Tensor(rng.standard_normal((3, 6, size, size)).astype(np.float32))
-
-    ours = PointwiseConv2d(6, 4, has_bias=True)
-    ours.set_train(True)  # the MatMul form is the training one; inference keeps the conv
-    plain = mindspore.nn.Conv2d(6, 4, 1, has_bias=True)
-    plain.weight.set_data(ours.weight.data.copy())
-    plain.bias.set_data(mindspore.Tensor(rng.standard_normal(4).astype(np.float32)))
-    ours.bias.set_data(plain.bias.data.copy())
-    upstream = mindspore.Tensor(rng.standard_normal((3, 4, size, size)).astype(np.float32))
-    pairs = [(_value_and_grads(ours, (x,), upstream, graph), _value_and_grads(plain, (x,), upstream, graph))]
-
-    upstream = mindspore.Tensor(rng.standard_normal((3, 6, 1, 1)).astype(np.float32))
-    pairs.append((_value_and_grads(GlobalAvgPool(), (x,), upstream, graph),
-                  _value_and_grads(_mean_over_map, (x,), upstream, graph)))
-
-    scale = mindspore.Tensor(rng.standard_normal((3, 6, 1, 1)).astype(np.float32))
-    upstream = mindspore.Tensor(rng.standard_normal(x.shape).astype(np.float32))
-    pairs.append((_value_and_grads(ScaleChannels(), (x, scale), upstream, graph),
-                  _value_and_grads(_product, (x, scale), upstream, graph)))
-
-    for layer, (got, want) in zip(["PointwiseConv2d", "GlobalAvgPool", "ScaleChannels"], pairs):
-        assert len(got) == len(want), layer
-        for a, b in zip(got, want):
-            assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max()), layer

@@ -1,12 +1,15 @@
-"""Hand-written CPU kernels for the ops MindSpore's CPU backend runs slowly (MindSpore AOT custom operators):
-depthwise convolution, training-mode BatchNorm, the inference form's convs with bias and ReLU in one launch
-(1x1: `pointwise.pointwise_inference_ops`, used by layers.PointwiseConv2d; depthwise: DepthwiseConv2d), and
-one-launch operations over every gradient or parameter (the finiteness check, the EMA update). Cells fall back
-to MindSpore's own ops off CPU, inside `custom_kernels(False)` (export) or when no compiler is available."""
+"""Hand-written CPU kernels for the ops MindSpore's CPU backend runs slowly (MindSpore AOT custom operators), the
+cells that run them, and the pass that puts those cells into a built network (`accelerate`, swap.py):
+depthwise convolution, training-mode BatchNorm (+ ReLU), 1x1 convs (a MatMul in training, conv + bias (+ ReLU) in
+one launch in inference), MatMul forms of global pooling and SE's scaling, and one-launch operations over every
+gradient or parameter (the finiteness check, the EMA update). Cells fall back to MindSpore's own ops off CPU or when
+no compiler is available."""
+from src.kernels.swap import accelerate
 from src.kernels.batch_norm import BatchNorm2d
-from src.kernels.build import KernelBuildError, ReluAbsorbing, custom_kernels, kernels_usable
+from src.kernels.build import KernelBuildError, kernels_usable
 from src.kernels.depthwise import DepthwiseConv2d
+from src.kernels.pointwise import PointwiseConv2d
 from src.kernels.tensor_list import AllFinite, fused_ema_update
 
-__all__ = ["AllFinite", "BatchNorm2d", "DepthwiseConv2d", "KernelBuildError", "ReluAbsorbing", "custom_kernels",
+__all__ = ["AllFinite", "BatchNorm2d", "DepthwiseConv2d", "KernelBuildError", "PointwiseConv2d", "accelerate",
            "fused_ema_update", "kernels_usable"]

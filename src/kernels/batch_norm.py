@@ -3,7 +3,7 @@
 `BatchNorm2d` is an `nn.BatchNorm2d` (same parameters and moving statistics, same checkpoint keys, same update
 rule: unbiased batch variance, moving = (1 - m) * moving + m * batch with MindSpore's m = 1 - momentum). With
 batch statistics on CPU its construct calls the AOT custom operators; in eval mode (moving statistics), on other
-devices, or when the kernels are off or cannot be built, it is MindSpore's own BatchNorm.
+devices, or when the kernels cannot be built, it is MindSpore's own BatchNorm.
 """
 import mindspore.nn as nn
 import mindspore.ops as ops
@@ -34,7 +34,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     """`nn.BatchNorm2d(num_features, eps, momentum)` whose batch-statistics pass runs the custom CPU kernels.
 
     `relu=True`: the cell computes relu(BN(x)), in the kernel's own pass when training on CPU (the ReLU and its
-    gradient were ~10% of a 224 px training step as separate operators); its caller drops its own ReLU cell.
+    gradient were ~10% of a 224 px training step as separate operators); the ReLU cell after it goes.
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.9, relu=False):

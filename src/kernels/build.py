@@ -1,11 +1,10 @@
-"""Compiling and caching the C++ kernels of this package, and the switch that says whether cells use them.
+"""Compiling and caching the C++ kernels of this package, and whether this process can use them.
 
 Each library is built once per (source, macro set) with g++ -O3 -march=native, cached under
 `$GHOSTNET_KERNEL_CACHE` (default ~/.cache/ghostnet_mindspore/kernels) with a hash of the sources and of this CPU's
 instruction-set flags in its name, so an edited kernel is rebuilt, and a cache shared by machines with different
 CPUs never loads a library compiled for another instruction set.
 """
-import contextlib
 import hashlib
 import os
 import shutil
@@ -23,22 +22,11 @@ _HEADERS = ("parallel.h",)
 _CACHE_DIR = os.environ.get("GHOSTNET_KERNEL_CACHE",
                             os.path.join(os.path.expanduser("~"), ".cache", "ghostnet_mindspore", "kernels"))
 _lock = threading.Lock()
-_state = {"enabled": os.environ.get("GHOSTNET_CUSTOM_KERNELS", "1") != "0", "broken": None}
+_state = {"broken": None}
 
 
 class KernelBuildError(RuntimeError):
     """The C++ kernels could not be compiled (no compiler, or a compile error)."""
-
-
-@contextlib.contextmanager
-def custom_kernels(enabled: bool):
-    """Within the block, cells built from now on use (or not) the custom CPU kernels."""
-    previous = _state["enabled"]
-    _state["enabled"] = enabled
-    try:
-        yield
-    finally:
-        _state["enabled"] = previous
 
 
 def build_library(source: str, name: str, defines: dict) -> str:
@@ -68,9 +56,9 @@ def build_library(source: str, name: str, defines: dict) -> str:
 
 
 def kernels_usable() -> bool:
-    """Whether cells built now run on the custom kernels: CPU target, not switched off, and a test build works
-    (once per process; otherwise a warning, and MindSpore's own ops are used)."""
-    if not _state["enabled"] or ms.get_context("device_target") != "CPU":
+    """Whether cells built now can run the custom kernels: CPU target and a test build works (once per process;
+    otherwise a warning, and the cells run MindSpore's own ops)."""
+    if ms.get_context("device_target") != "CPU":
         return False
     if _state["broken"] is None:
         try:
@@ -100,17 +88,6 @@ def depthwise_library(geometry) -> str:
 def pointwise_library() -> str:
     """The 1x1 conv + bias (+ ReLU) inference library (no geometry: one build)."""
     return build_library("pointwise_conv.cc", "pointwise", {})
-
-
-class ReluAbsorbing:
-    """Mixin of the conv cells whose inference kernels can also run the ReLU after them (BN folding,
-    src/deploy/fuse.py, calls `absorb_relu()` and drops that ReLU cell); construct applies it when `fused_relu`."""
-    fused_relu = False
-
-    def absorb_relu(self):
-        """From now on the cell computes relu(conv(x)): the ReLU cell after it can go."""
-        self.fused_relu = True
-        self.compile_cache.clear()  # graph mode would otherwise rerun a graph compiled without the ReLU
 
 
 def keep_float32(cell_flags: dict) -> dict:

@@ -1,14 +1,13 @@
 """Depthwise convolution through the C++ kernels in depthwise_conv.cc on CPU (see that file for why).
 
 `DepthwiseConv2d` is an `nn.Conv2d` (same parameter, same checkpoint keys, same maths); on CPU its construct calls
-the AOT custom operators, elsewhere, or when the kernels are switched off (export: a MINDIR must not depend on a
-local shared library) or cannot be built, it is the plain convolution. In inference a BN-folded conv (it has a bias)
-runs bias and, once `absorb_relu()` was called (src/deploy/fuse.py), the ReLU after it inside the same kernel.
+the AOT custom operators, elsewhere or when the kernels cannot be built it is the plain convolution. In inference a
+BN-folded conv (it has a bias) runs bias and, with `relu=True`, the ReLU after it inside the same kernel.
 """
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from src.kernels.build import ReluAbsorbing, depthwise_library, depthwise_name, keep_float32, kernels_usable
+from src.kernels.build import depthwise_library, depthwise_name, keep_float32, kernels_usable
 
 
 def _depthwise_ops(geometry):
@@ -42,12 +41,15 @@ def _depthwise_ops(geometry):
     return forward, forward_bias, forward_bias_relu
 
 
-class DepthwiseConv2d(ReluAbsorbing, nn.Conv2d):
-    """`nn.Conv2d(channels, channels, kernel_size, stride, pad_mode='pad', padding, group=channels, has_bias)`."""
+class DepthwiseConv2d(nn.Conv2d):
+    """`nn.Conv2d(channels, channels, kernel_size, stride, pad_mode='pad', padding, group=channels, has_bias)`;
+    `relu=True`: followed by a ReLU (in the inference kernel's own pass). `init`: nn.Conv2d's weight_init /
+    bias_init."""
 
-    def __init__(self, channels, kernel_size, stride=1, padding=0, has_bias=False):
+    def __init__(self, channels, kernel_size, stride=1, padding=0, has_bias=False, relu=False, **init):
         super().__init__(channels, channels, kernel_size, stride=stride, pad_mode="pad", padding=padding,
-                         group=channels, has_bias=has_bias)
+                         group=channels, has_bias=has_bias, **init)
+        self.relu = relu
         kh, kw = self.kernel_size
         sh, sw = self.stride
         top, bottom, left, right = (self.padding,) * 4 if isinstance(self.padding, int) else self.padding
@@ -59,13 +61,13 @@ class DepthwiseConv2d(ReluAbsorbing, nn.Conv2d):
         if self.custom is None:
             y = super().construct(x)
         elif not self.training and self.has_bias:
-            if self.fused_relu:
+            if self.relu:
                 return self.inference_bias_relu(x, self.weight, self.bias)
             return self.inference_bias(x, self.weight, self.bias)
         else:
             y = self.custom(x, self.weight)
             y = self.bias_add(y, self.bias) if self.has_bias else y
-        return ops.relu(y) if self.fused_relu else y
+        return ops.relu(y) if self.relu else y
 
     def add_flags_recursive(self, **flags):
         """Mixed precision leaves this cell in float32 when it runs the (float32) kernels."""

@@ -1,9 +1,11 @@
-"""Inference form of a BN-folded 1x1 conv through the C++ kernel in pointwise_conv.cc on CPU (see that file for why):
-conv, bias and optionally the ReLU after it in one launch. `src.models.layers.PointwiseConv2d` calls it in
-inference when it has a bias; training, export (kernels off) and other devices keep MindSpore's own ops."""
+"""`PointwiseConv2d`: the CPU form of a 1x1 conv (stride 1, no padding): a MatMul in training on 1x1 maps, and in
+inference with a bias (a BN-folded or SE conv) conv + bias (+ ReLU) in one launch of the C++ kernel in
+pointwise_conv.cc (see that file for why)."""
+import mindspore
+import mindspore.nn as nn
 import mindspore.ops as ops
 
-from src.kernels.build import pointwise_library
+from src.kernels.build import keep_float32, kernels_usable, pointwise_library
 
 
 def _out_shape(x, w, _b):
@@ -27,3 +29,46 @@ def pointwise_inference_ops():
     library = pointwise_library()
     return tuple(ops.Custom(f"{library}:{name}", _out_shape, lambda x, _w, _b: x, func_type="aot", bprop=gradient)
                  for name, gradient in (("pw_bias", _bias_bprop), ("pw_bias_relu", _bias_relu_bprop)))
+
+
+class PointwiseConv2d(nn.Conv2d):
+    """`nn.Conv2d(in_channels, out_channels, 1, has_bias)` that, in training, runs as one MatMul when its input map
+    is 1x1: the SE convs and the head after global pooling, and the last stages of a 32 px input. `relu=True`: the
+    ReLU after it too. `init`: nn.Conv2d's weight_init / bias_init.
+
+    There a conv is a (N, C) x (C, O) product, but MindSpore's CPU conv kernels (oneDNN) take 5-15x longer than a
+    MatMul on it, its weight gradient above all (the head's alone was 45 ms of a 630 ms GhostNet training step at
+    32 px). In inference the conv stays (at batch 1 it beat the MatMul plus the copy that reshaping the weight
+    costs); with a bias, conv + bias (+ ReLU) run as one kernel. The weight keeps the conv's (O, C, 1, 1) shape
+    and name. The map size and the training flag are static in graph mode, so the branch is resolved when the
+    graph compiles.
+    """
+
+    def __init__(self, in_channels, out_channels, has_bias=False, relu=False, **init):
+        super().__init__(in_channels, out_channels, 1, has_bias=has_bias, **init)
+        self.relu = relu
+        self.matmul = ops.MatMul(transpose_b=True)
+        self.inference_bias = self.inference_bias_relu = None
+        if kernels_usable():
+            self.inference_bias, self.inference_bias_relu = pointwise_inference_ops()
+
+    def construct(self, x):
+        if not self.training and self.has_bias and self.inference_bias is not None:
+            if x.dtype != mindspore.float32:  # the kernel is float32 only (an AMP-cast inference input)
+                x = x.astype(mindspore.float32)
+            if self.relu:
+                return self.inference_bias_relu(x, self.weight, self.bias)
+            return self.inference_bias(x, self.weight, self.bias)
+        if not self.training or x.shape[2] != 1 or x.shape[3] != 1:
+            out = super().construct(x)
+        else:
+            out = self.matmul(x.reshape(-1, self.in_channels), self.weight.reshape(self.out_channels, -1))
+            if self.has_bias:
+                out = out + self.bias
+            out = out.reshape(-1, self.out_channels, 1, 1)
+        return ops.relu(out) if self.relu else out
+
+    def add_flags_recursive(self, **flags):
+        """Mixed precision leaves this cell in float32 when it has the (float32) inference kernels: AMP casts the
+        weights of a float16 cell too, which the kernels refuse."""
+        return super().add_flags_recursive(**(keep_float32(flags) if self.inference_bias is not None else flags))

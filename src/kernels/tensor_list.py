@@ -1,6 +1,6 @@
 """Whole-list tensor operations through the C++ kernels in tensor_list.cc on CPU (see that file for why): the
 finiteness check of every gradient and the EMA update of every parameter, one launch each instead of a few
-operators per tensor. Elsewhere, or when the kernels are off or cannot be built, MindSpore's own operators.
+operators per tensor. Elsewhere, or when the kernels cannot be built, MindSpore's own operators.
 """
 import mindspore as ms
 import mindspore.nn as nn

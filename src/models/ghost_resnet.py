@@ -19,6 +19,7 @@ Options: `ghost_ratio` (s, fixed by the name for ResNet-50), `dw_size` (d, 3), `
 import mindspore.nn as nn
 import mindspore.ops as ops
 
+from src.models.base import ImageClassifier
 from src.models.layers import GhostModule, GlobalAvgPool, activation, batch_norm, conv2d
 from src.models.registry import register_model
 
@@ -82,7 +83,7 @@ class PadShortcut(nn.Cell):
         return ops.pad(self.subsample(x), self.pad)
 
 
-class GhostResNet(nn.Cell):
+class GhostResNet(ImageClassifier):
     """A ResNet whose convs after the stem are Ghost modules.
 
     ImageNet layout (`cifar_layout=False`): 7x7/2 stem + 3x3/2 max-pool, projection shortcuts (Ghost modules).
@@ -90,6 +91,8 @@ class GhostResNet(nn.Cell):
     `small_input` on the ImageNet layout makes the stem stride 1 and drops the max-pool (reduction 32 -> 8);
     the CIFAR layout is already built for 32 px.
     """
+
+    classifier_name = "fc"
 
     def __init__(self, block, layers, widths, num_classes=1000, in_channels=3, ghost_ratio=2, dw_size=3,
                  cifar_layout=False, small_input=False, drop_rate=0.0, ghost_classifier=False):
@@ -127,23 +130,16 @@ class GhostResNet(nn.Cell):
             self.feature_info.append(dict(num_chs=out_chs, reduction=reduction, module=f"layer{i + 1}"))
             in_chs = out_chs
         self._stage_names = tuple(f"layer{i + 1}" for i in range(len(layers)))
-        self.num_features = in_chs
+        self.num_features = self.head_hidden_size = in_chs
 
         self.global_pool = GlobalAvgPool(keep_dims=False)
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
-        self.fc = self._classifier(num_classes)
+        self.fc = self._make_classifier(num_classes)
 
-    def _classifier(self, num_classes):
-        if num_classes <= 0:
-            return nn.Identity()
-        if self.ghost_classifier:
+    def _make_classifier(self, num_classes):
+        if num_classes > 0 and self.ghost_classifier:
             return GhostClassifier(self.num_features, num_classes, self.ghost_ratio, self.dw_size)
-        return nn.Dense(self.num_features, num_classes)
-
-    def reset_classifier(self, num_classes):
-        """A fresh classifier (of the same kind) for fine-tuning; 0 classes leaves pooled features as the output."""
-        self.num_classes = num_classes
-        self.fc = self._classifier(num_classes)
+        return super()._make_classifier(num_classes)
 
     def forward_stages(self, x):
         x = self.act1(self.bn1(self.conv1(x)))
@@ -163,9 +159,6 @@ class GhostResNet(nn.Cell):
     def forward_head(self, x, pre_logits=False):
         x = self.global_pool(x)
         return x if pre_logits else self.fc(self.dropout(x))
-
-    def construct(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 _IMAGENET = dict(input_size=(3, 224, 224), crop_pct=0.875, first_conv="conv1", classifier="fc")

@@ -12,6 +12,7 @@ its Ghost version can be compared layer by layer (scripts/visualize_features.py)
 """
 import mindspore.nn as nn
 
+from src.models.base import ImageClassifier
 from src.models.layers import GhostModule, GlobalAvgPool, activation, batch_norm, conv2d, last_per_stride
 from src.models.registry import register_model
 
@@ -35,7 +36,7 @@ class PlainConvModule(nn.Cell):
         return self.primary_conv(x)
 
 
-class GhostVGG(nn.Cell):
+class GhostVGG(ImageClassifier):
     """VGG with Ghost modules in place of conv + BN + ReLU; a stage is the convs up to and including a pool.
 
     Built for 32 px inputs, where the five 2x2 pools leave a 1x1 map; the global pool keeps larger inputs working.
@@ -68,7 +69,7 @@ class GhostVGG(nn.Cell):
                 reductions.append(reduction)
         self.features = nn.SequentialCell(layers)
         keep = last_per_stride(reductions)
-        self._feature_taps = tuple(stage_ends[i] for i in keep)
+        self._feature_idx = tuple(stage_ends[i] for i in keep)
         self.feature_info = [dict(num_chs=channels[i], reduction=reductions[i], module=f"features.{stage_ends[i]}")
                              for i in keep]
         self.num_features = in_chs
@@ -78,20 +79,13 @@ class GhostVGG(nn.Cell):
         self.fc1 = nn.Dense(in_chs, hidden_chs)
         self.act1 = nn.ReLU()
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
-        self.classifier = nn.Dense(hidden_chs, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = self._make_classifier(num_classes)
 
-    def reset_classifier(self, num_classes):
-        """A fresh last layer for fine-tuning; 0 classes leaves the hidden 512 features as the output."""
-        self.num_classes = num_classes
-        self.classifier = nn.Dense(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+    def _stem(self, x):
+        return x
 
-    def forward_stages(self, x):
-        features = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self._feature_taps:
-                features.append(x)
-        return features
+    def _stage_cells(self):
+        return self.features  # each layer; `_feature_idx` picks the ends of VGG's stages
 
     def forward_features(self, x):
         return self.features(x)
@@ -99,9 +93,6 @@ class GhostVGG(nn.Cell):
     def forward_head(self, x, pre_logits=False):
         x = self.act1(self.fc1(self.global_pool(x)))
         return x if pre_logits else self.classifier(self.dropout(x))
-
-    def construct(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model("ghost_vgg", input_size=(3, 32, 32), crop_pct=1.0, num_classes=10,

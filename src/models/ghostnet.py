@@ -20,8 +20,9 @@ from collections import namedtuple
 
 import mindspore.nn as nn
 
-from src.models.layers import (ConvBnAct, GhostModule, GlobalAvgPool, PointwiseConv2d, SqueezeExcite, activation,
-                               batch_norm, batch_norm_act, conv2d, last_per_stride, make_divisible)
+from src.models.base import ImageClassifier
+from src.models.layers import (ConvBnAct, GhostModule, GlobalAvgPool, SqueezeExcite, activation, batch_norm, conv2d,
+                               last_per_stride, make_divisible)
 from src.models.registry import register_model
 
 # One Ghost bottleneck, channels already rounded. `se` is the SE squeeze width (0: no SE); `attention`: DFC
@@ -78,7 +79,7 @@ class GhostBottleneck(nn.Cell):
         return out + self.shortcut(x)
 
 
-class GhostNet(nn.Cell):
+class GhostNet(ImageClassifier):
     """Stem -> stages of Ghost bottlenecks -> 1x1 ConvBnAct (`blocks[-1]`) -> pool -> conv_head -> classifier.
 
     `stages` is a list of stages, each a list of `BlockSpec`; stage i becomes `blocks.i`, made of `block` cells.
@@ -96,7 +97,8 @@ class GhostNet(nn.Cell):
 
         stem_stride = 1 if small_input else 2
         self.conv_stem = conv2d(in_channels, stem_channels, 3, stem_stride)
-        self.bn1, self.act1 = batch_norm_act(stem_channels, act)
+        self.bn1 = batch_norm(stem_channels)
+        self.act1 = activation(act)
 
         cells, reductions = [], []
         prev, reduction = stem_channels, stem_stride
@@ -117,44 +119,20 @@ class GhostNet(nn.Cell):
                              for i in self._feature_idx]
 
         self.global_pool = GlobalAvgPool()
-        self.conv_head = PointwiseConv2d(final_channels, head_channels, has_bias=True)
+        self.conv_head = conv2d(final_channels, head_channels, 1, bias=True)
         self.act2 = activation(act)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
         self.classifier = self._make_classifier(num_classes)
 
-    def _make_classifier(self, num_classes):
-        return nn.Dense(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-
-    def reset_classifier(self, num_classes):
-        """New, freshly initialised classifier (0: none, `construct` then returns pre-logits)."""
-        self.num_classes = num_classes
-        self.classifier = self._make_classifier(num_classes)
-
-    def _stem(self, x):
-        return self.act1(self.bn1(self.conv_stem(x)))
-
     def forward_features(self, x):
         return self.blocks(self._stem(x))
-
-    def forward_stages(self, x):
-        """Feature maps described by `feature_info`, shallow to deep (for detection / segmentation necks)."""
-        x = self._stem(x)
-        outs = []
-        for i, stage in enumerate(self.blocks):
-            x = stage(x)
-            if i in self._feature_idx:
-                outs.append(x)
-        return outs
 
     def forward_head(self, x, pre_logits=False):
         x = self.flatten(self.act2(self.conv_head(self.global_pool(x))))
         if pre_logits:
             return x
         return self.classifier(self.dropout(x))
-
-    def construct(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _for_small_input(stages):

@@ -26,18 +26,13 @@ from mindspore import Tensor
 from src.models.ghostnet import GhostBottleneck, ghostnet_v1
 from src.models.layers import ConvBnAct, DFCAttention, activation, batch_norm, conv2d
 from src.models.registry import register_model
+from src.models.rewrite import folded_batchnorm
 
 BRANCHES = 3  # parallel conv-BN branches per re-parameterisable conv, as in the official code
 
 
 def _conv_bn(in_channels, out_channels, kernel_size, stride=1, groups=1):
     return ConvBnAct(in_channels, out_channels, kernel_size, stride, groups, act=None)
-
-
-def _folded(kernel, bn):
-    """(kernel, bias) of `kernel` followed by `bn` in eval mode, in float64."""
-    scale = bn.gamma.asnumpy().astype(np.float64) / np.sqrt(bn.moving_variance.asnumpy().astype(np.float64) + bn.eps)
-    return kernel * scale.reshape(-1, 1, 1, 1), bn.beta.asnumpy() - bn.moving_mean.asnumpy() * scale
 
 
 def _fused_conv(convs, scale=None, skip=None):
@@ -55,7 +50,7 @@ def _fused_conv(convs, scale=None, skip=None):
         branches.append((identity, skip))
     weight, bias = 0.0, 0.0
     for kernel, bn in branches:
-        kernel, branch_bias = _folded(kernel.astype(np.float64), bn)
+        kernel, branch_bias = folded_batchnorm(kernel.astype(np.float64), 0.0, bn)
         pad = (size - kernel.shape[-1]) // 2
         weight = weight + np.pad(kernel, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
         bias = bias + branch_bias

@@ -7,6 +7,7 @@ hard-swish.
 """
 import mindspore.nn as nn
 
+from src.models.base import ImageClassifier
 from src.models.layers import (GlobalAvgPool, SqueezeExcite, activation, batch_norm, conv2d, last_per_stride,
                                make_divisible)
 from src.models.registry import register_model
@@ -77,7 +78,7 @@ MOBILENETV2_STAGES = (
 )
 
 
-class MobileNetV2(nn.Cell):
+class MobileNetV2(ImageClassifier):
     """MobileNetV2 with ReLU6, a 32-channel stem and a 1x1 conv + BN head to 1280 features before pooling.
 
     `small_input` makes the stem and the first stride-2 stage stride 1, so a 32 px image ends at 4x4, not 1x1.
@@ -87,7 +88,7 @@ class MobileNetV2(nn.Cell):
                  small_input=False, stages=MOBILENETV2_STAGES):
         super().__init__()
         self.num_classes = num_classes
-        self.num_features = num_features
+        self.num_features = self.head_hidden_size = num_features
         self.drop_rate = drop_rate
         stem_stride = 1 if small_input else 2
         self.conv_stem = conv2d(in_channels, stem_chs, 3, stem_stride)
@@ -115,33 +116,16 @@ class MobileNetV2(nn.Cell):
                 in_chs = out_chs
             blocks.append(nn.SequentialCell(stage))
         self.blocks = nn.SequentialCell(blocks)
-        self._feature_stages = last_per_stride(reductions)
+        self._feature_idx = last_per_stride(reductions)
         self.feature_info = [dict(num_chs=channels[i], reduction=reductions[i], module=f"blocks.{i}")
-                             for i in self._feature_stages]
+                             for i in self._feature_idx]
 
         self.conv_head = conv2d(in_chs, num_features, 1)
         self.bn2 = batch_norm(num_features)
         self.act2 = activation("relu6")
         self.global_pool = GlobalAvgPool(keep_dims=False)
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
-        self.classifier = nn.Dense(num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-    def reset_classifier(self, num_classes):
-        """A fresh classifier for fine-tuning; 0 classes leaves pooled features as the output."""
-        self.num_classes = num_classes
-        self.classifier = nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-    def _stem(self, x):
-        return self.act1(self.bn1(self.conv_stem(x)))
-
-    def forward_stages(self, x):
-        x = self._stem(x)
-        features = []
-        for i, stage in enumerate(self.blocks):
-            x = stage(x)
-            if i in self._feature_stages:
-                features.append(x)
-        return features
+        self.classifier = self._make_classifier(num_classes)
 
     def forward_features(self, x):
         x = self.blocks(self._stem(x))
@@ -150,9 +134,6 @@ class MobileNetV2(nn.Cell):
     def forward_head(self, x, pre_logits=False):
         x = self.global_pool(x)
         return x if pre_logits else self.classifier(self.dropout(x))
-
-    def construct(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model("mobilenetv2", input_size=(3, 224, 224), crop_pct=0.875, reference=dict(

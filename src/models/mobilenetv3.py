@@ -8,7 +8,8 @@ pooling a 1x1 conv 960 -> 1280 *with* bias and no BN, then hard-swish.
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from src.models.layers import (ConvBnAct, GlobalAvgPool, PointwiseConv2d, activation, batch_norm, conv2d, last_per_stride,
+from src.models.base import ImageClassifier
+from src.models.layers import (ConvBnAct, GlobalAvgPool, activation, batch_norm, conv2d, last_per_stride,
                                make_divisible)
 from src.models.mobilenetv2 import DepthwiseSeparable, InvertedResidual
 from src.models.registry import register_model
@@ -27,7 +28,7 @@ MOBILENETV3_LARGE_STAGES = (
 )
 
 
-class MobileNetV3(nn.Cell):
+class MobileNetV3(ImageClassifier):
     """MobileNetV3: inverted residuals with optional SE, then a 1x1 conv stage and an "efficient" pooled head.
 
     `small_input` makes the stem and the first stride-2 stage stride 1, so a 32 px image ends at 4x4, not 1x1.
@@ -69,32 +70,15 @@ class MobileNetV3(nn.Cell):
         reductions.append(reduction)
         channels.append(final_chs)
         self.blocks = nn.SequentialCell(blocks)
-        self._feature_stages = last_per_stride(reductions)
+        self._feature_idx = last_per_stride(reductions)
         self.feature_info = [dict(num_chs=channels[i], reduction=reductions[i], module=f"blocks.{i}")
-                             for i in self._feature_stages]
+                             for i in self._feature_idx]
 
         self.global_pool = GlobalAvgPool(keep_dims=True)
-        self.conv_head = PointwiseConv2d(final_chs, head_hidden_size, has_bias=True)
+        self.conv_head = conv2d(final_chs, head_hidden_size, 1, bias=True)
         self.act2 = activation("hard_swish")
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
-        self.classifier = nn.Dense(head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-
-    def reset_classifier(self, num_classes):
-        """A fresh classifier for fine-tuning; 0 classes leaves the 1280-wide pre-logits as the output."""
-        self.num_classes = num_classes
-        self.classifier = nn.Dense(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-
-    def _stem(self, x):
-        return self.act1(self.bn1(self.conv_stem(x)))
-
-    def forward_stages(self, x):
-        x = self._stem(x)
-        features = []
-        for i, stage in enumerate(self.blocks):
-            x = stage(x)
-            if i in self._feature_stages:
-                features.append(x)
-        return features
+        self.classifier = self._make_classifier(num_classes)
 
     def forward_features(self, x):
         return self.blocks(self._stem(x))
@@ -102,9 +86,6 @@ class MobileNetV3(nn.Cell):
     def forward_head(self, x, pre_logits=False):
         x = ops.flatten(self.act2(self.conv_head(self.global_pool(x))))
         return x if pre_logits else self.classifier(self.dropout(x))
-
-    def construct(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model("mobilenetv3", input_size=(3, 224, 224), crop_pct=0.875, reference=dict(

@@ -1,0 +1,87 @@
+"""Changing a built network in place: the one mechanism that BN folding (src/deploy/fuse.py) and the CPU kernel
+pass (src/kernels/swap.py) share, and the BN-folding arithmetic (also GhostNetV3's re-parameterisation).
+
+Which cell feeds which is found by tracing, not by naming conventions: one eval-mode forward pass in PyNative mode
+with hooks on every cell records which tensor each leaf cell produced and which tensors it consumed. A cell's output
+has a single reader when exactly one leaf cell consumed that tensor object and both ran once; `nn.Identity` cells
+(a folded BN's place, an absent activation) are looked through. That covers `SequentialCell([Conv2d, BatchNorm2d,
+ReLU])` and attribute pairs applied in sequence (`bn1(conv_stem(x))`) in any family, without a list of names to keep
+in sync. An output also used by a plain `ops` call (`bn(y) + y`) is invisible to the hooks: the callers' tests
+compare outputs before and after, which catches such a model.
+"""
+import numpy as np
+import mindspore
+import mindspore.nn as nn
+
+
+class Trace:
+    """Who read what in one forward pass: `only_reader(name)` and `calls[name]` by cell name."""
+
+    def __init__(self, net, sample):
+        self.calls, self._output, self._readers, self._alias = {}, {}, {}, {}
+        alive = []  # keep every traced tensor referenced so that no id() is reused during the pass
+        cells = dict(net.cells_and_names())
+        handles = [cell.register_forward_hook(self._hook(name, alive)) for name, cell in cells.items() if name]
+        previous_mode, phase = mindspore.get_context("mode"), net.phase
+        modes = [(cell, cell.training) for cell in cells.values()]
+        try:
+            mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
+            net.set_train(False)
+            net(sample)
+        finally:
+            for handle in handles:
+                handle.remove()
+            for cell, training in modes:  # the caller's training flags, as they were
+                cell.add_flags(training=training)
+            net.phase = phase
+            mindspore.set_context(mode=previous_mode)
+
+    def _hook(self, name, alive):
+        def record(cell, inputs, output):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if list(cell.cells()):  # a container passes its input on to its children
+                return
+            alive.extend(inputs)
+            alive.append(output)
+            ids = [self._alias.get(id(tensor), id(tensor)) for tensor in inputs]
+            if type(cell) is nn.Identity:
+                self._alias[id(output)] = ids[0]
+                return
+            for tensor_id in ids:
+                self._readers.setdefault(tensor_id, []).append(name)
+            self._output[name] = id(output)
+        return record
+
+    def only_reader(self, name):
+        """The one cell that read `name`'s output (both run once), or None."""
+        if self.calls.get(name) != 1 or name not in self._output:
+            return None
+        readers = self._readers.get(self._output[name], [])
+        return readers[0] if len(readers) == 1 and self.calls[readers[0]] == 1 else None
+
+
+def replace_cell(net, path, new_cell):
+    """Put `new_cell` at `path` (a name from `net.cells_and_names()`). Its parameters keep the names they carry, so
+    a cell that took over the old one's Parameter objects keeps its checkpoint keys (a parameterless cell: none)."""
+    names = {id(param): param.name for param in new_cell.get_parameters()}
+    parent_path, _, key = path.rpartition(".")
+    parent = net if not parent_path else dict(net.cells_and_names())[parent_path]
+    if isinstance(parent, (nn.SequentialCell, nn.CellList)):
+        parent[list(parent.name_cells()).index(key)] = new_cell  # keeps the container's cell list in step
+    else:
+        setattr(parent, key, new_cell)
+    for param in new_cell.get_parameters():  # attaching renamed them relative to the parent
+        param.name = names[id(param)]
+
+
+def clear_compile_caches(net):
+    """After a change: graph mode would otherwise rerun a graph compiled before it."""
+    for _, cell in net.cells_and_names():
+        cell.compile_cache.clear()
+
+
+def folded_batchnorm(kernel, bias, bn):
+    """(kernel, bias) in float64 of a conv with `kernel` (out, in, kh, kw) and `bias` (out,) or 0.0, followed by
+    `bn` in eval mode: with s = gamma / sqrt(moving_variance + eps), kernel * s and beta + (bias - moving_mean) * s."""
+    scale = bn.gamma.asnumpy().astype(np.float64) / np.sqrt(bn.moving_variance.asnumpy().astype(np.float64) + bn.eps)
+    return kernel * scale.reshape(-1, 1, 1, 1), bn.beta.asnumpy() + (bias - bn.moving_mean.asnumpy()) * scale
