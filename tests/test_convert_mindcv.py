@@ -4,6 +4,8 @@ MindCV's own models are built with random weights and random BN statistics, save
 and loaded through export's / predict's path (build_network), `--pretrained` (load_pretrained) and the converter.
 Inputs are 64 px: the smallest at which the last stages still see 2 x 2 maps, so that pooling is not the identity.
 """
+import os
+
 import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
@@ -135,3 +137,31 @@ def test_converter_writes_mindcv_weights_in_our_names(mindcv_checkpoints, tmp_pa
 def test_mindcv_checkpoint_of_another_width_names_keys(mindcv_checkpoints):
     with pytest.raises(CheckpointError, match=r"wrong shape.*conv_stem\.weight \(8, 3, 3, 3\) vs \(16, 3, 3, 3\)"):
         load_weights(create_model("ghostnet_100"), mindcv_checkpoints["ghostnet_050"][0])
+
+
+def test_mindcv_checkpoint_validates_and_exports_with_the_imagenet_recipe(mindcv_checkpoints, tmp_path, capsys):
+    """The user's commands as written, on this CPU-only machine with the ImageNet recipe: export.py writes a MINDIR
+    that gives MindCV's logits, and validate.py evaluates the checkpoint on a folder of the 1000 classes."""
+    import export
+    import validate
+    from PIL import Image
+    from src.deploy import load_exported
+
+    path, x, logits = mindcv_checkpoints["ghostnet_100"]
+    recipe = "configs/ghostnet/ghostnet_100_imagenet.yaml"
+    mindir = tmp_path / "ghostnet_100.mindir"
+    assert export.main(["--config", recipe, "--ckpt_path", path, "--image_size", "64", "--output", str(mindir)]) == 0
+    assert float(np.abs(load_exported(str(mindir))(x).asnumpy() - logits).max()) <= TOLERANCE
+
+    rng = np.random.default_rng(0)
+    for k in range(1000):
+        os.makedirs(tmp_path / "data" / "train" / f"n{k:04d}")
+        os.makedirs(tmp_path / "data" / "val" / f"n{k:04d}")
+        image = Image.fromarray(rng.integers(0, 256, (80, 72, 3), np.uint8))
+        image.save(tmp_path / "data" / "val" / f"n{k:04d}" / "a.jpg")
+    report = validate.main(["--config", recipe, "--ckpt_path", path, "--data_dir", str(tmp_path / "data"),
+                            "--image_size", "64", "--batch_size", "100", "--num_workers", "2",
+                            "--output_dir", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert report["num_samples"] == 1000 and f"checkpoint {path} {MAPPED}" in out
+    assert "confusion matrix: 1000 x 1000, in the JSON report and its PNG" in out

@@ -74,3 +74,31 @@ def test_results_page_is_remade_from_its_record(tmp_path, name):
         argv += ["--command", command]
     assert results_page.main(argv) == 0
     assert (tmp_path / f"{name}.md").read_text(encoding="utf-8") == published
+
+
+def test_readme_main_job_pipeline_and_cpu_figures_are_their_records():
+    readme = _read(os.path.join(REPO, "README.md"))
+    with open(os.path.join(RESULTS, "ghostnet_100_fashion_mnist", "eval.json"), encoding="utf-8") as f:
+        top1 = json.load(f)["top1"]
+    assert f"main job reaches {100 * top1:.2f}% test top-1" in readme
+
+    with open(os.path.join(RESULTS, "data_pipeline", "benchmark_data.json"), encoding="utf-8") as f:
+        loaders = json.load(f)["loaders"]
+    ours, mindcv, timm = (loaders[name]["median"] for name in ("ours", "MindCV 0.3.0", "timm"))
+    figure = f"{ours:.0f} img/s: {ours / mindcv:.2f}x MindCV 0.3.0, {ours / timm:.2f}x timm"
+    assert figure in readme and ours >= mindcv and ours >= timm
+    assert f"| ours | {ours:.0f} |" in _read(os.path.join(RESULTS, "data_pipeline.md"))
+
+    with open(os.path.join(RESULTS, "cpu_performance", "after_refactor.json"), encoding="utf-8") as f:
+        runs = {(r["workload"], r["runtime"]): r for r in json.load(f)}
+    for workload, runtime, key, unit in (("infer_224", "MindSpore graph", "latency_ms", "ms"),
+                                         ("infer_224", "PyTorch eager", "latency_ms", "ms"),
+                                         ("infer_224", "MindSpore graph, BN folded", "latency_ms", "ms"),
+                                         ("infer_224", "MindSpore MINDIR (BN folded)", "latency_ms", "ms"),
+                                         ("infer_224", "ONNX Runtime", "latency_ms", "ms"),
+                                         ("train_224", "MindSpore graph", "images_per_s", "img/s"),
+                                         ("train_224", "PyTorch eager", "images_per_s", "img/s"),
+                                         ("train_32", "MindSpore graph", "images_per_s", "img/s"),
+                                         ("train_32", "PyTorch eager", "images_per_s", "img/s")):
+        figure = f"| {runs[workload, runtime][key]:.1f} {unit} |"
+        assert figure in readme, (workload, runtime, figure)

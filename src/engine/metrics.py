@@ -99,8 +99,12 @@ def _score_line(label, scores, width, digits):
             f"{scores['f1']:>10.{digits}f} {scores['support']:>8d}")
 
 
+PRINTED_MATRIX_CLASSES = 30  # a wider confusion matrix is only written (JSON, PNG): 1000 columns do not read
+
+
 def format_report(report: dict, digits: int = 4) -> str:
-    """Readable text: summary line, one line per class, accuracy / macro / weighted lines, confusion matrix."""
+    """Readable text: summary line, one line per class, accuracy / macro / weighted lines, confusion matrix (up to
+    PRINTED_MATRIX_CLASSES classes)."""
     names = report["class_names"]
     width = max(12, *(len(n) for n in names))
     total = report["num_samples"]
@@ -115,6 +119,9 @@ def format_report(report: dict, digits: int = 4) -> str:
     if missing:
         lines += [f"no images of {len(missing)} of the {len(names)} classes (zero rows below, left out of the macro "
                   f"averages unless predicted): {', '.join(missing)}", ""]
+    if len(names) > PRINTED_MATRIX_CLASSES:
+        lines.append(f"confusion matrix: {len(names)} x {len(names)}, in the JSON report and its PNG")
+        return "\n".join(lines)
     lines.append("confusion matrix (rows: true class, columns: predicted class, numbered as the rows)")
     matrix = np.asarray(report["confusion_matrix"])
     cell = max(6, len(str(matrix.max())) + 1)
