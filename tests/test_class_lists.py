@@ -4,7 +4,6 @@ never saw is an error naming it. Folder datasets are generated here as 32 px PNG
 import json
 import os
 
-import mindspore
 import numpy as np
 import pytest
 from PIL import Image
@@ -189,14 +188,7 @@ def test_validate_without_class_names_or_training_split_warns(tmp_path):
     assert report["class_names"] == ["a", "b", "c"]
 
 
-@pytest.fixture
-def mode_restored():
-    previous = mindspore.get_context("mode")
-    yield
-    mindspore.set_context(mode=previous)
-
-
-def test_predict_names_classes_from_the_checkpoint_else_the_training_split(tmp_path, capsys, mode_restored):
+def test_predict_names_classes_from_the_checkpoint_else_the_training_split(tmp_path, capsys):
     data_dir = make_folders(tmp_path / "data", {"train": TRAIN_ABC, "val": {"a": 1, "c": 1}})
     image = os.path.join(data_dir, "val", "c", "0.jpg")
     argv = ["--config", _tiny_folder_config(tmp_path, data_dir), "--images", image, "--json"]

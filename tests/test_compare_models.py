@@ -5,20 +5,12 @@ stopped before writing its table), and bad entries are refused with a clear mess
 import json
 import os
 
-import mindspore
 import pytest
 
 from scripts.compare_models import CompareError, main as compare_main, parse_entry
 from tests.data_fixtures import make_idx_dataset
 
 ENTRIES = ["ghostnet_050", "ghost_vgg16:1", "ghost_vgg16:2"]
-
-
-@pytest.fixture(autouse=True)
-def mode_restored():
-    previous = mindspore.get_context("mode")
-    yield
-    mindspore.set_context(mode=previous)
 
 
 def test_every_entry_trains_under_the_shared_schedule_and_is_measured(tmp_path, capsys):

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import mindspore
 import pytest
 
 import export
@@ -22,14 +21,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGENET = os.path.join(REPO, "configs", "ghostnet", "ghostnet_100_imagenet.yaml")
 SMALL = ["--model", "ghostnet_050", "--num_classes", "2", "--image_size", "32", "--small_input", "true"]
 UNUSABLE = [name for name in PREFERENCE if name not in usable_devices()]
-
-
-@pytest.fixture(autouse=True)
-def mode_restored():
-    """export.main switches to PyNative; give the next test the mode it started with."""
-    previous = mindspore.get_context("mode")
-    yield
-    mindspore.set_context(mode=previous)
 
 
 def test_auto_is_the_preferred_usable_device():

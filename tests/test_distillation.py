@@ -32,14 +32,6 @@ from tests.test_export import random_bn_statistics
 STUDENT = dict(model="ghostnetv3_050", width=0.25, small_input=True, image_size=32, mode="pynative")
 
 
-@pytest.fixture(autouse=True)
-def mode_restored():
-    """train.main / export.main set the execution mode; give the next test file the mode it started with."""
-    previous = mindspore.get_context("mode")
-    yield
-    mindspore.set_context(mode=previous)
-
-
 def write_teacher(path, num_classes=10, in_channels=1, seed=0):
     """A tiny_net checkpoint with random weights and BN statistics; returns the network (eval mode)."""
     net = random_bn_statistics(TinyNet(num_classes, in_channels), seed)

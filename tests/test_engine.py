@@ -24,8 +24,7 @@ from tests.engine_fixtures import TinyNet
 @pytest.fixture(params=["graph", "pynative"])
 def mode(request):
     ms.set_context(mode=ms.GRAPH_MODE if request.param == "graph" else ms.PYNATIVE_MODE)
-    yield request.param
-    ms.set_context(mode=ms.GRAPH_MODE)
+    return request.param
 
 
 def _batch(n=16, classes=4, seed=0):
@@ -131,7 +130,6 @@ def test_graph_and_pynative_give_the_same_steps():
         step, _, _ = _step(net, Config(optimizer="sgd", lr=0.05, epochs=1), steps=3)
         images, labels = _batch()
         results.append([float(step(images, labels)[0].asnumpy()) for _ in range(3)])
-    ms.set_context(mode=ms.GRAPH_MODE)
     np.testing.assert_allclose(results[0], results[1], rtol=1e-5)
 
 

@@ -30,15 +30,6 @@ SMALL = dict(num_classes=10, in_channels=3, small_input=True)
 SMALL_FLAGS = ["--num_classes", "10", "--in_channels", "3", "--small_input", "true", "--image_size", "32"]
 
 
-@pytest.fixture(autouse=True)
-def pynative_restored():
-    """export.main switches to PyNative; give the next test file the mode it started with."""
-    previous = mindspore.get_context("mode")
-    mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
-    yield
-    mindspore.set_context(mode=previous)
-
-
 def random_bn_statistics(net, seed=0):
     rng = np.random.default_rng(seed)
     for name, param in net.parameters_and_names():  # scales <= 1: deep nets must not blow up float32 rounding

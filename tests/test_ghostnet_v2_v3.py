@@ -33,15 +33,6 @@ V3_SIZES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    """Single forward passes: cheaper than compiling them; the next test file gets the mode it started with."""
-    previous = mindspore.get_context("mode")
-    mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
-    yield
-    mindspore.set_context(mode=previous)
-
-
 def assert_size(net, params, macs):
     assert count_params(net) == params
     assert round(count_macs(net, (3, 224, 224)) / 1e4) == round(macs / 1e4)

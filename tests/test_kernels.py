@@ -296,7 +296,7 @@ def test_inference_form_runs_relus_inside_the_convs_and_recompiles():
     """BN folded on the plain network, then the pass: each ReLU that alone reads a swapped conv's output (through
     its folded BN's identity) runs in the conv's kernel. Graph mode, network compiled before the pass: the next
     call must run the new cells."""
-    net = _with_random_statistics(create_model("ghostnet_050", **TINY, small_input=True))
+    net = _with_random_statistics(create_model("ghostnet_050", **TINY))
     x = ms.Tensor(np.random.default_rng(2).standard_normal((1, 1, 32, 32)).astype(np.float32))
     previous = ms.get_context("mode")
     ms.set_context(mode=ms.GRAPH_MODE)

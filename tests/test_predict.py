@@ -25,13 +25,6 @@ from tests.test_export import write_checkpoint
 N_IMAGES = 6
 
 
-@pytest.fixture(autouse=True)
-def mode_restored():
-    previous = mindspore.get_context("mode")
-    yield
-    mindspore.set_context(mode=previous)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Config, checkpoint, PNG folder, and what the checkpoint network says about the eval pipeline's batch."""

@@ -24,13 +24,6 @@ TINY = ["--model", "ghostnet_050", "--width", "0.25", "--small_input", "true", "
 LAYER = "blocks.1.0.ghost1.primary_conv"
 
 
-@pytest.fixture(autouse=True)
-def mode_restored():
-    previous = mindspore.get_context("mode")
-    yield
-    mindspore.set_context(mode=previous)
-
-
 # --- redundancy figures ----------------------------------------------------------------------------------------
 
 def test_identical_and_scaled_channels_are_fully_redundant():
