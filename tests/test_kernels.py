@@ -298,15 +298,11 @@ def test_inference_form_runs_relus_inside_the_convs_and_recompiles():
     call must run the new cells."""
     net = _with_random_statistics(create_model("ghostnet_050", **TINY))
     x = ms.Tensor(np.random.default_rng(2).standard_normal((1, 1, 32, 32)).astype(np.float32))
-    previous = ms.get_context("mode")
     ms.set_context(mode=ms.GRAPH_MODE)
-    try:
-        prepare_for_inference(net, x)
-        before = net(x).asnumpy()
-        accelerate(net, x)
-        after = net(x).asnumpy()
-    finally:
-        ms.set_context(mode=previous)
+    prepare_for_inference(net, x)
+    before = net(x).asnumpy()
+    accelerate(net, x)
+    after = net(x).asnumpy()
     assert np.abs(after - before).max() <= 1e-5 * max(1.0, np.abs(before).max())
     cells = dict(net.cells_and_names())
     with_relu = {name for name, cell in cells.items() if getattr(cell, "relu", None) is True}
