@@ -27,7 +27,7 @@ from src.config import ConfigError, config_from_command_line, prepare_output_dir
 from src.data import DatasetError, create_dataset
 from src.device import setup_context
 from src.distributed import init_distributed
-from src.engine.checkpoint import TrainingState
+from src.engine.run_state import TrainingState
 from src.engine.distill import build_teacher
 from src.engine.ema import ModelEMA
 from src.engine.epoch_data import EpochData

@@ -27,7 +27,7 @@ sys.path.insert(0, REPO)
 
 import src  # noqa: E402,F401  (before mindspore: CPU kernel selection)
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
-from src.engine.checkpoint import RunCheckpoints  # noqa: E402
+from src.engine.run_state import RunCheckpoints  # noqa: E402
 from src.utils.files import write_json_atomic, write_text_atomic  # noqa: E402
 
 DEFAULT_MODELS = ["ghostnet_050", "ghostnet_100", "ghostnet_130", "mobilenetv3_large_100",

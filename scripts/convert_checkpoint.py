@@ -9,11 +9,9 @@
     python scripts/convert_checkpoint.py --model ghostnet_100_nose --input ghostnet_nose_1x_pets.ckpt \\
         --output ghostnet_100_nose_pets.ckpt   # model zoo: ghostnet_1x, ghostnet_nose_1x, ghostnet600M -> ghostnet_600
 
---format auto (the default) reads .ckpt files as MindSpore checkpoints, MindCV's or the model zoo's told apart by
-their keys, and anything else as PyTorch (.pth, .pth.tar, .pt, .safetensors). What the MindSpore layouts differ in,
-and why the zoo's networks compute the same function as this repo's, is in src/models/convert.py. MindCV and zoo
-checkpoints also load unconverted (validate.py, export.py, --pretrained). Torch is not needed: PyTorch files are
-read without unpickling arbitrary objects. The output is written atomically and read back to check it.
+--format auto (the default) reads .ckpt files as MindSpore checkpoints (MindCV's or the model zoo's, told apart by
+their keys) and anything else as PyTorch, without torch and without unpickling arbitrary objects; the layouts are
+src/checkpoint's. MindCV and zoo checkpoints also load unconverted. The output is written atomically and read back.
 """
 import argparse
 import sys
@@ -23,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import src  # noqa: E402,F401  (before mindspore)
 from src.checkpoint import CheckpointError  # noqa: E402
+from src.checkpoint.convert import FORMATS, convert_checkpoint  # noqa: E402
 from src.models import list_models  # noqa: E402
-from src.models.convert import FORMATS, convert_checkpoint  # noqa: E402
 
 
 def main(argv=None):

@@ -17,7 +17,7 @@ from export import main as export_main
 from src.checkpoint import STATE_PREFIX, load_weights, read_checkpoint
 from src.config import ConfigError, load_config
 from src.deploy import load_exported
-from src.engine.checkpoint import TrainingState
+from src.engine.run_state import TrainingState
 from src.engine.distill import build_teacher
 from src.engine.loss import DistillationLoss, SoftTargetCrossEntropy
 from src.engine.optim import create_optimizer

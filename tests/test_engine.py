@@ -10,7 +10,7 @@ from mindspore import Tensor
 from src.checkpoint import CheckpointError, load_pretrained, load_weights, read_checkpoint, save_checkpoint
 from src.config import CHOICES, Config
 from src.device import setup_context
-from src.engine.checkpoint import RunCheckpoints, TrainingState
+from src.engine.run_state import RunCheckpoints, TrainingState
 from src.engine.ema import ModelEMA
 from src.engine.loss import SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule

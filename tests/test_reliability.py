@@ -22,7 +22,7 @@ import train
 from src.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from src.config import Config, ConfigError
 from src.data import DatasetError, DatasetNotFoundError
-from src.engine.checkpoint import RunCheckpoints, TrainingState
+from src.engine.run_state import RunCheckpoints, TrainingState
 from src.engine.interrupt import TrainingInterrupted
 from src.engine.loss import SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule

@@ -34,7 +34,7 @@ import time
 from src.checkpoint import CLASS_NAMES
 from src.distributed.buffers import moving_statistics, rank_averager
 from src.engine.cadence import Cadence
-from src.engine.checkpoint import RunCheckpoints
+from src.engine.run_state import RunCheckpoints
 from src.engine.evaluate import evaluate
 from src.engine.history import MetricsHistory
 from src.engine.interrupt import DeferredSignals

@@ -1,35 +1,10 @@
-"""Weights of other GhostNet code -> this repo's MindSpore models, one tensor to one parameter.
+"""Weights of other GhostNet code -> this repo's models, one tensor to one parameter; nothing filled by guesswork.
 
-Sources (`read_source`; `--format` of scripts/convert_checkpoint.py):
-- `torch`: official / timm PyTorch weights (.pth, .pth.tar, .pt, .safetensors). Child cells carry the torch module
-  names (docs/CONTRACTS.md), so a torch key and its MindSpore parameter share the module path and differ at most in
-  the leaf: BatchNorm's weight / bias / running_mean / running_var are gamma / beta / moving_mean / moving_variance,
-  and its num_batches_tracked has no counterpart. Which leaf a key takes is decided by the parameters the network
-  really has, so the same rules serve every family that follows the naming contract; a family whose module paths
-  differ passes `renames`.
-- `mindcv`: MindCV 0.3.0 checkpoints of ghostnet_050 / 100 / 130 (same names and shapes here).
-- `zoo`: the MindSpore model zoo's / MindSpore Hub's research/cv/ghostnet checkpoints: ghostnet_1x (e.g.
-  ghostnet_1x_pets.ckpt) -> ghostnet_100, ghostnet_nose_1x -> ghostnet_100_nose, ghostnet_600m (ghostnet600M_*.ckpt)
-  -> ghostnet_600.
-MindCV and zoo keys are renamed by src/utils/checkpoint_layouts.py, the code through which validate.py, export.py,
-predict.py and `--pretrained` read every checkpoint, so such files also load unconverted; converting writes them in
-this repo's names without optimizer state. Nothing is filled by guesswork: every parameter must receive a tensor of
-its shape and every tensor must be used, or the error names the keys.
-
-Do the MindSpore sources compute the function computed here? MindCV's GhostNet is built from the same cells
-(symmetric k // 2 padding, BN eps 1e-5, hard sigmoid relu6(x + 3) / 6, ghost output cut to `out` channels, SE
-squeeze make_divisible(mid / 4, 4)); tests/test_convert_mindcv.py compares logits. The zoo's src/ghostnet.py and
-src/ghostnet600.py differ from this repo only where the result is the same, so their weights are mapped exactly:
-- ghost modules concatenate primary and cheap maps without cutting them to `out`; every channel count in the three
-  zoo networks is even (multiples of 4), so nothing is cut here either;
-- SE squeeze width: 1x rounds mid // 4 up to a multiple of 4 (here: to the nearest), equal for all its SE blocks
-  (20, 32, 120, 168, 240); GhostNet-600 uses make_divisible(mid // 10, 8) like ghostnet600.py here;
-- 1x rounds channels up to multiples of 4 (here: to the nearest), equal at its width 1.0;
-- 1x's hard sigmoid multiplies relu6(x + 3) by 0.16666667 (float32(1 / 6)) where this repo divides by 6: a gate
-  may differ in its last bit (relative 1.2e-7). GhostNet-600 divides by 6 like here;
-- padding ('pad' mode, k // 2 each side), BN eps (1e-5), h-swish, activations and SE placement are the same;
-  dropout (0.2 in both, given as keep_prob 0.8) and initialisation only matter in training.
-A zoo file with a number of blocks that none of the three has is refused (checkpoint_layouts.py).
+Sources (`--format` of scripts/convert_checkpoint.py): `torch` (official / timm .pth, .pt, .safetensors: module
+paths are shared, BN leaves renamed), `mindcv` (MindCV 0.3.0) and `zoo` (the MindSpore model zoo's ghostnet_1x,
+ghostnet_nose_1x, ghostnet_600m), the last two renamed by layouts.py. The zoo's networks compute this repo's function:
+their differences (uncut ghost outputs, SE and channel rounding) give the same shapes at the published widths, and
+their hard sigmoid's float32(1 / 6) differs from / 6 in the last bit.
 """
 import os
 import re
@@ -40,10 +15,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import mindspore as ms
 import numpy as np
 
-from src.checkpoint import CheckpointError, model_weights, read_checkpoint
+from src.checkpoint.files import CheckpointError, model_weights, read_checkpoint
+from src.checkpoint.layouts import layout_of
+from src.checkpoint.torch_file import load_state_dict
 from src.models.registry import create_model, model_info
-from src.utils.checkpoint_layouts import layout_of
-from src.utils.torch_checkpoint import load_state_dict
 
 FORMATS = ("auto", "torch", "mindcv", "zoo")
 

@@ -1,23 +1,9 @@
-"""Checkpoint files: what they hold, atomic writes, strict loading and fine-tuning (training, validation,
-export and prediction all read them; the training run's own files are src/engine/checkpoint.py).
+"""This repo's checkpoint files: the one writer (atomic, CRC per entry, entry count first) and reader, and loading
+model weights from any checkpoint, strictly or for fine-tuning.
 
-One namespace per purpose, so that any reader can take the part it needs from any checkpoint:
-- `<name>`: model weights, named as the network names them: what validate.py, export and `--pretrained` read;
-- `ema.<name>`: EMA weights, when the run keeps them (evaluation prefers them: they are what training validated);
-- `state.<...>`: the rest of a training run (optimizer moments and step, loss scale, EMA update count), read
-  only by `--resume`; `state.meta.<key>` holds scalars and strings (epoch, best top-1).
-Run directories hold `epoch_NNNN.ckpt` (full training state after NNNN epochs, the newest `keep_checkpoints`
-kept), `epoch_NNNN_step_SSSS.ckpt` (full training state SSSS batches into epoch NNNN + 1: periodic step
-checkpoints and the one written on SIGINT/SIGTERM, the newest `keep_checkpoints` kept) and `best.ckpt` (only the
-weights that scored the best validation top-1).
-
-Integrity: every file is written to a temporary name and renamed (a crash leaves the previous file intact), with
-a CRC per entry (checked on reading) and, as its first entry, the number of entries written, so that a file cut
-short is an error naming it rather than a checkpoint that silently lacks its last tensors. Files are read with
-mindspore.load_checkpoint (protobuf), never unpickled.
-
-Checkpoints of MindCV's and the MindSpore model zoo's GhostNets load as they are: `model_weights` renames their keys
-and leaves out a trainer's optimizer state (src/utils/checkpoint_layouts.py); the loaders print what was done.
+Keys: `<name>` model weights, `ema.<name>` EMA weights, `state.<...>` the rest of a training run (read only by
+`--resume`), `state.meta.<key>` scalars and strings. MindCV's and the model zoo's layouts load as they are
+(layouts.py). Files are read with mindspore.load_checkpoint (protobuf), never unpickled.
 """
 import json
 import os
@@ -26,7 +12,7 @@ from collections import Counter
 import mindspore as ms
 import numpy as np
 
-from src.utils.checkpoint_layouts import to_repo_names
+from src.checkpoint.layouts import to_repo_names
 
 EMA_PREFIX = "ema."
 STATE_PREFIX = "state."

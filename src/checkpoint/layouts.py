@@ -1,26 +1,13 @@
-"""GhostNet checkpoints written by other MindSpore code, recognised by their keys and renamed to this repo's names.
+"""GhostNet checkpoints of other MindSpore code, recognised by their keys and renamed to this repo's names.
 
-Every weight loader goes through `to_repo_names` (src/checkpoint.py `model_weights`), and so does the converter
-(src/models/convert.py), so a file loads the same way everywhere. Nothing is guessed: after renaming, every key
-and shape must fit the network or the loader's error names the keys.
-
-- MindCV 0.3.0 (`mindcv/models/ghostnet.py`: ghostnet_050 / 100 / 130): names and shapes equal this repo's (checked
-  against the installed package, tests/test_convert_mindcv.py) except the final 1x1 conv-BN-ReLU, a cell holding a
-  SequentialCell called `features`: `blocks.9.features.0.*` / `.1.*` are `blocks.9.0.conv.*` / `blocks.9.0.bn1.*`.
-- The MindSpore model zoo (`research/cv/ghostnet`, also published on MindSpore Hub): `src/ghostnet.py` (ghostnet_1x,
-  ghostnet_nose_1x) and `src/ghostnet600.py` (ghostnet_600m) keep their bottlenecks in one flat SequentialCell,
-  `blocks.0` ... `blocks.15` (resp. `blocks.18`), the final conv-BN after them, and build every conv-BN pair as a
-  `ConvUnit` with children `conv` and `bn`. Here the bottlenecks are grouped into stages (`blocks.<stage>.<block>`,
-  the strided block alone, as in the official PyTorch code) and the pairs are SequentialCell indices or named
-  cells, so each key is moved: ghost modules' `primary_conv.conv` / `.bn` -> `primary_conv.0` / `.1` (likewise
-  `cheap_operation`), `dw.conv` / `dw.bn` -> `conv_dw` / `bn_dw`, `shortcut.0.conv`, `.0.bn`, `.1.conv`, `.1.bn` ->
-  `shortcut.0` ... `shortcut.3`, the final `conv` / `bn` -> `blocks.9.0.conv` / `.bn1`. SE, stem, head and
-  classifier keys keep their names. Whether the two compute the same function is a question for the converter's
-  docstring (src/models/convert.py).
-- A MindSpore trainer's checkpoint (MindCV's, the zoo's `ModelCheckpoint`) also holds optimizer and loss-scale
-  state: per-weight slots named `<slot>.<weight name>` (Momentum `moments`, SGD `accum` / `stat`, AdamWeightDecay
-  `adam_m` / `adam_v`, ...), kept only when the file holds that weight, and scalars such as `global_step` and
-  `learning_rate`. They are left out and said so; any other key stays and must fit.
+Every weight loader and the converter go through `to_repo_names`, so a file loads the same way everywhere; after
+renaming, every key and shape must fit the network or the loader's error names the keys.
+- MindCV 0.3.0 (ghostnet_050 / 100 / 130): as here except the final conv-BN-ReLU, `blocks.9.features.0.*` / `.1.*`
+  -> `blocks.9.0.conv.*` / `blocks.9.0.bn1.*`.
+- The model zoo (`research/cv/ghostnet`: ghostnet_1x, ghostnet_nose_1x, ghostnet_600m) keeps its bottlenecks in one
+  flat `blocks.0` ... `blocks.N` and every conv-BN pair as a `ConvUnit` (`conv`, `bn`); here they are grouped by
+  stage (`blocks.<stage>.<block>`) and the pairs are SequentialCell indices or named cells.
+- A trainer's optimizer and loss-scale state (`<slot>.<weight name>`, `global_step`, ...) is left out and said so.
 """
 import re
 from collections import Counter

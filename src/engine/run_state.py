@@ -1,14 +1,11 @@
-"""A training run's checkpoint files: the state a resumed run needs, and the run directory's rotation.
-
-File format, integrity and weight loading are src/checkpoint.py's; this module decides what a training run saves
-(`TrainingState`) and under which names (`RunCheckpoints`).
-"""
+"""A training run's state on disk: what a resumed run needs (`TrainingState`) and the run directory's files
+(`RunCheckpoints`); the file format is src/checkpoint's."""
 import glob
 import os
 import re
 
-from src.checkpoint import (STATE_PREFIX, CheckpointError, assign_values, find_mismatch, mismatch_message,
-                            read_checkpoint, save_checkpoint)
+from src.checkpoint.files import (STATE_PREFIX, CheckpointError, assign_values, find_mismatch, mismatch_message,
+                                  read_checkpoint, save_checkpoint)
 
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.ckpt$")
 _STEP_FILE = re.compile(r"epoch_(\d+)_step_(\d+)\.ckpt$")

@@ -1,13 +1,9 @@
 """Read PyTorch checkpoints into numpy without torch and without running code from the file.
 
-A `.pth` written by `torch.save` (torch >= 1.6) is a zip archive: `<root>/data.pkl` pickles the object with every
-tensor replaced by a reference to a raw storage file `<root>/data/<key>`. Unpickling it with the stock `pickle`
-module would import and call whatever the file names, so `_WeightsUnpickler` resolves only the few globals a
-state_dict needs (the equivalent of `torch.load(weights_only=True)`) and refuses any other, naming it.
-`.safetensors` files are read with the safetensors package's numpy API.
-
-`load_state_dict(path)` also unwraps training checkpoints (`{'state_dict': ..., 'epoch': ...}`, timm's
-`state_dict_ema`, `{'model': ...}`) and strips the `module.` prefix that DataParallel adds.
+A zip `.pth` (torch >= 1.6) is unpickled with only the globals a state_dict needs (as `torch.load(weights_only=True)`);
+any other global is refused by name. `.safetensors` files are read with safetensors' numpy API. `load_state_dict`
+also unwraps training checkpoints (`state_dict`, timm's `state_dict_ema`, `model`) and strips DataParallel's
+`module.` prefix.
 """
 import argparse
 import collections
