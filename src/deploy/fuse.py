@@ -1,20 +1,11 @@
-"""Turn a trained network into its inference form: re-parameterised branches fused, BatchNorm folded into convs.
-
-Which BN folds is found by tracing (src/models/rewrite.py, the mechanism the CPU kernel pass shares): a BN folds
-into a conv when it is the only reader of that conv's output and both run exactly once. That covers
-`SequentialCell([Conv2d, BatchNorm2d, ...])` and attribute pairs applied in sequence (`bn1(conv_stem(x))`,
-`bn_dw(conv_dw(x))`) in any family, without a list of names to keep in sync; `fold_batchnorm`'s callers compare
-outputs before and after, which catches a model whose conv output an `ops` call also reads.
-
-Folding: the conv weight and bias (added when it had none) take the BN's eval-mode affine transform
-(`folded_batchnorm`); the BN is replaced by `nn.Identity`. The result holds MindSpore's own cells only; on CPU,
-src/kernels' `accelerate` then gives it the fast forms (conv + bias + ReLU in one kernel).
-"""
+"""A trained network's inference form: re-parameterised branches fused, then each BatchNorm that alone reads a
+conv's output (found by tracing, src/surgery.py) folded into that conv. The result holds MindSpore's own cells only."""
 import numpy as np
 import mindspore.nn as nn
 from mindspore import Parameter, Tensor
 
-from src.models.rewrite import Trace, clear_compile_caches, folded_batchnorm, replace_cell
+from src.models.layers import folded_batchnorm
+from src.surgery import Trace, clear_compile_caches, replace_cell
 
 
 def reparameterize(net):

@@ -1,19 +1,9 @@
-"""The CPU speed-up pass: `accelerate(net, sample)` swaps a built network's plain MindSpore cells for their fast CPU
-forms in place, with the cell-swapping mechanism BN folding uses (src/models/rewrite.py).
+"""The CPU speed-up pass: `accelerate(net, sample)` swaps a built network's MindSpore cells for their CPU forms
+in place (src/surgery.py), recognising them by type: depthwise and 1x1 stride-1 `nn.Conv2d`, `nn.BatchNorm2d`,
+`src.models.GlobalAvgPool` / `ScaleChannels`, and a ReLU that alone reads one of those outputs (fused into it).
 
-- depthwise `nn.Conv2d` -> `DepthwiseConv2d` (C++ kernels; its padding made explicit);
-- 1x1 stride-1 `nn.Conv2d` -> `PointwiseConv2d` (MatMul on 1x1 maps in training, C++ conv + bias in inference);
-- `nn.BatchNorm2d` -> `kernels.BatchNorm2d` (C++ kernels with batch statistics);
-- `GlobalAvgPool` / `ScaleChannels` of src/models/layers.py -> their MatMul forms;
-- a ReLU cell that alone reads one of those BNs' or convs' output (looking through `nn.Identity`, a folded BN's
-  place) runs inside that cell, in the kernel's own pass where there is one, and becomes `nn.Identity`.
-
-Every swapped cell holds the plain cell's Parameter objects (same names, same values), and no parameter is created
-or drawn at random: run the pass after building the model and before building the optimizer and EMA, which then see
-the parameters the network uses, and the random initialisation is that of the plain model. Each form computes what
-the plain cell does, so checkpoints and results do not depend on the pass (up to float rounding: the MatMul forms sum
-in another order). The inference form for CPU latency is `prepare_for_inference` (src/deploy) and then this pass;
-export never runs it, so a MINDIR / ONNX file holds MindSpore's own ops only.
+Each form subclasses the cell it replaces, computes its function and takes over its Parameter objects, so names,
+values, checkpoints and the random initialisation stay the plain model's: run it before building the optimizer.
 """
 import mindspore.nn as nn
 
@@ -21,8 +11,8 @@ from src.kernels.batch_norm import BatchNorm2d
 from src.kernels.depthwise import DepthwiseConv2d
 from src.kernels.matmul import MatMulGlobalAvgPool, MatMulScaleChannels
 from src.kernels.pointwise import PointwiseConv2d
-from src.models.layers import GlobalAvgPool, ScaleChannels
-from src.models.rewrite import Trace, clear_compile_caches, replace_cell
+from src.models import GlobalAvgPool, ScaleChannels
+from src.surgery import Trace, clear_compile_caches, replace_cell
 
 _NO_INIT = dict(weight_init="zeros", bias_init="zeros")  # replaced by the plain cell's Parameters: no random draws
 

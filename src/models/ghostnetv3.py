@@ -24,9 +24,8 @@ import mindspore.ops as ops
 from mindspore import Tensor
 
 from src.models.ghostnet import GhostBottleneck, ghostnet_v1
-from src.models.layers import ConvBnAct, DFCAttention, activation, batch_norm, conv2d
+from src.models.layers import ConvBnAct, DFCAttention, activation, batch_norm, conv2d, folded_batchnorm
 from src.models.registry import register_model
-from src.models.rewrite import folded_batchnorm
 
 BRANCHES = 3  # parallel conv-BN branches per re-parameterisable conv, as in the official code
 

@@ -1,10 +1,12 @@
-"""Building blocks shared by the model families: channel rounding, gates, SE and the Ghost module.
+"""Building blocks shared by the model families: channel rounding, gates, SE, the Ghost module and BN folding's
+arithmetic (GhostNetV3's re-parameterisation, src/deploy).
 
 Every cell here is export-friendly: out-of-place adds, hard-sigmoid written as relu6(x + 3) / 6.
 Child cells are named after the official GhostNet / timm state_dict keys so that checkpoints map one to one.
 """
 import math
 
+import numpy as np
 import mindspore.nn as nn
 import mindspore.ops as ops
 
@@ -188,3 +190,10 @@ class GhostModule(nn.Cell):
 def last_per_stride(reductions):
     """Indices of the stages that make the feature pyramid: the last stage at each stride, as timm picks them."""
     return tuple(i for i, r in enumerate(reductions) if i + 1 == len(reductions) or reductions[i + 1] != r)
+
+
+def folded_batchnorm(kernel, bias, bn):
+    """(kernel, bias) in float64 of a conv with `kernel` (out, in, kh, kw) and `bias` (out,) or 0.0, followed by
+    `bn` in eval mode: with s = gamma / sqrt(moving_variance + eps), kernel * s and beta + (bias - moving_mean) * s."""
+    scale = bn.gamma.asnumpy().astype(np.float64) / np.sqrt(bn.moving_variance.asnumpy().astype(np.float64) + bn.eps)
+    return kernel * scale.reshape(-1, 1, 1, 1), bn.beta.asnumpy() + (bias - bn.moving_mean.asnumpy()) * scale

@@ -1,15 +1,9 @@
-"""Changing a built network in place: the one mechanism that BN folding (src/deploy/fuse.py) and the CPU kernel
-pass (src/kernels/swap.py) share, and the BN-folding arithmetic (also GhostNetV3's re-parameterisation).
+"""Changing a built network in place, shared by BN folding (src/deploy) and the CPU kernel pass (src/kernels).
 
-Which cell feeds which is found by tracing, not by naming conventions: one eval-mode forward pass in PyNative mode
-with hooks on every cell records which tensor each leaf cell produced and which tensors it consumed. A cell's output
-has a single reader when exactly one leaf cell consumed that tensor object and both ran once; `nn.Identity` cells
-(a folded BN's place, an absent activation) are looked through. That covers `SequentialCell([Conv2d, BatchNorm2d,
-ReLU])` and attribute pairs applied in sequence (`bn1(conv_stem(x))`) in any family, without a list of names to keep
-in sync. An output also used by a plain `ops` call (`bn(y) + y`) is invisible to the hooks: the callers' tests
-compare outputs before and after, which catches such a model.
+Which cell feeds which is found by tracing, not by names: one eval-mode PyNative forward with hooks on every cell.
+An output read also by a bare `ops` call is invisible to the hooks; the callers' tests compare outputs before and
+after.
 """
-import numpy as np
 import mindspore
 import mindspore.nn as nn
 
@@ -78,10 +72,3 @@ def clear_compile_caches(net):
     """After a change: graph mode would otherwise rerun a graph compiled before it."""
     for _, cell in net.cells_and_names():
         cell.compile_cache.clear()
-
-
-def folded_batchnorm(kernel, bias, bn):
-    """(kernel, bias) in float64 of a conv with `kernel` (out, in, kh, kw) and `bias` (out,) or 0.0, followed by
-    `bn` in eval mode: with s = gamma / sqrt(moving_variance + eps), kernel * s and beta + (bias - moving_mean) * s."""
-    scale = bn.gamma.asnumpy().astype(np.float64) / np.sqrt(bn.moving_variance.asnumpy().astype(np.float64) + bn.eps)
-    return kernel * scale.reshape(-1, 1, 1, 1), bn.beta.asnumpy() + (bias - bn.moving_mean.asnumpy()) * scale
