@@ -41,7 +41,7 @@ from src.engine.train_step import (TrainStep, create_loss_scaler, gradient_reduc
                                    mixed_precision)
 from src.engine.trainer import Trainer
 from src.models import model_info
-from src.utils.profile import count_params
+from src.analysis.profile import count_params
 
 
 def main(argv=None):

@@ -27,7 +27,7 @@ from src.engine.metrics import format_report
 from src.engine.plots import plot_confusion_matrix
 from src.engine.train_step import mixed_precision
 from src.network import build_model, for_this_device
-from src.utils.files import write_json_atomic
+from src.atomic_files import write_json_atomic
 
 
 def load_network(cfg, info):

@@ -8,7 +8,7 @@ An entry is a registered model name; `name:s` sets its Ghost ratio s (`ghost_vgg
 baseline of the Ghost versions). Each entry trains with `train.py --config CONFIG --model NAME [--ghost_ratio s]
 --output_dir OUTPUT/TAG` in a process of its own, so that its peak resident memory (getrusage of that child) and its
 wall time are its own; both go to OUTPUT/TAG/training_process.json as soon as it ends, so a comparison that is
-stopped part-way keeps them for `--reuse`. Then, in this process: params and MACs (src/utils/profile.py) at the
+stopped part-way keeps them for `--reuse`. Then, in this process: params and MACs (src/analysis/profile.py) at the
 schedule's input size, and batch-1 CPU latency of the trained network in its inference form (BN folded, graph mode,
 median of `--latency_repeats`). Accuracy is the test top-1 of the last epoch (EMA weights when the schedule uses
 EMA) and the best epoch's. Entries that share a model name are also given as a fraction of the `:1` entry's params
@@ -28,7 +28,7 @@ sys.path.insert(0, REPO)
 import src  # noqa: E402,F401  (before mindspore: CPU kernel selection)
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
 from src.engine.run_state import RunCheckpoints  # noqa: E402
-from src.utils.files import write_json_atomic, write_text_atomic  # noqa: E402
+from src.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
 
 DEFAULT_MODELS = ["ghostnet_050", "ghostnet_100", "ghostnet_130", "mobilenetv3_large_100",
                   "ghost_vgg16:1", "ghost_vgg16:2", "ghost_vgg16:3", "ghost_vgg16:4"]
@@ -113,7 +113,7 @@ def measure(cfg, run_dir, latency_repeats):
     import mindspore
     from src.deploy import prepare_for_inference
     from src.network import build_network, for_this_device
-    from src.utils.profile import count_macs, count_params, measure_latency
+    from src.analysis.profile import count_macs, count_params, measure_latency
 
     net, _, channels = build_network(cfg, os.path.join(run_dir, "best.ckpt"))
     shape = (channels, cfg.image_size, cfg.image_size)

@@ -5,7 +5,7 @@
     python scripts/profile_models.py --models ghostnet_100 --image-size 32 --num-classes 10 --in-channels 1 \
         --small-input --format json
 
-MACs count conv and dense layers with BN unfused (src/utils/profile.py). Memory is the peak RSS growth of one
+MACs count conv and dense layers with BN unfused (src/analysis/profile.py). Memory is the peak RSS growth of one
 batch-1 forward pass in a fresh process; latency the median of batch-1 graph-mode runs on this CPU.
 The second table compares the paper's theoretical speed-up r_s of a Ghost module with the MAC ratio measured on
 our GhostModule against the plain conv it replaces.
@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import src  # noqa: E402,F401  (before mindspore: picks the CPU conv kernels)
 from src.models import create_model, list_models, model_info  # noqa: E402
 from src.models.layers import GhostModule, conv2d  # noqa: E402
-from src.utils.profile import (count_macs, count_params, ghost_speedup, measure_latency,  # noqa: E402
+from src.analysis.profile import (count_macs, count_params, ghost_speedup, measure_latency,  # noqa: E402
                                peak_forward_memory)
 
 GHOST_RATIOS = (2, 3, 4, 5)

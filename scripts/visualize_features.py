@@ -23,7 +23,7 @@ own `--config`, `--layer` and `--key value` overrides; without `--config` it rep
 Per model, in its output_dir (`--output_dir DIR`), named features_<model>[_s<ratio>][_<ckpt>]_<layer>_<input>:
   .png   one tile per channel, each normalised to its own range; the `--pairs` most similar channel pairs
          (cosine similarity of the flattened maps) framed in colour and listed with their similarity;
-  .json  the figures of src/utils/redundancy.py: redundancy (mean over channels of the highest cosine similarity
+  .json  the figures of src/analysis/redundancy.py: redundancy (mean over channels of the highest cosine similarity
          to another channel), the top pairs, each channel's nearest channel.
 The redundancy of every model is printed; with --compare also written to redundancy_compare_<input>.json.
 Trained VGG-16 against Ghost-VGG-16 (the comparison's runs, README):
@@ -58,8 +58,8 @@ from src.config import ConfigError, config_help, load_config, parse_overrides  #
 from src.data import DatasetError, create_dataset, dataset_statistics, image_file_preprocess  # noqa: E402
 from src.device import setup_context  # noqa: E402
 from src.network import Sizes, build_model, build_network, registered_model_info  # noqa: E402
-from src.utils.files import write_json_atomic  # noqa: E402
-from src.utils.redundancy import channel_redundancy  # noqa: E402
+from src.atomic_files import write_json_atomic  # noqa: E402
+from src.analysis.redundancy import channel_redundancy  # noqa: E402
 
 COMPARE = "--compare"
 MAX_LISTED_LAYERS = 60  # an unknown --layer lists every valid name up to this many

@@ -20,7 +20,7 @@ from typing import List, Optional
 
 import yaml
 
-from src.utils.files import write_atomic
+from src.atomic_files import write_atomic
 
 
 class ConfigError(ValueError):

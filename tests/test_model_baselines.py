@@ -2,7 +2,7 @@
 Ghost-VGG-16 within 5% of the GhostNet paper, and Ghost modules at about 1/s of the plain convs they replace.
 
 Reference figures come from the registry metadata (`model_info(name).reference`). MACs count conv and dense layers
-with BN unfused (src/utils/profile.py), the convention of the papers' FLOPs and of timm's measured figures. The
+with BN unfused (src/analysis/profile.py), the convention of the papers' FLOPs and of timm's measured figures. The
 timm logit parity test runs only where the PyTorch reference environment exists (tests/torch_reference.py).
 """
 import mindspore as ms
@@ -14,7 +14,7 @@ from src.models import create_model, model_info
 from src.checkpoint.convert import convert_state_dict
 from src.models.ghost_vgg import VGG16_CFG
 from src.models.layers import batch_norm, conv2d
-from src.utils.profile import count_macs, count_params
+from src.analysis.profile import count_macs, count_params
 from src.checkpoint.torch_file import load_state_dict
 from tests import torch_reference
 

@@ -11,7 +11,7 @@ import mindspore
 
 from src.models import create_model, list_models, model_info
 from src.models.layers import SqueezeExcite
-from src.utils.profile import count_macs, count_params, ghost_speedup
+from src.analysis.profile import count_macs, count_params, ghost_speedup
 
 # The zoo's models; a test-only model registered by a fixture module (family "test") is not held to the contract.
 ALL_MODELS = [name for name in list_models() if model_info(name).family != "test"]

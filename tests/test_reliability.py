@@ -29,7 +29,7 @@ from src.engine.lr_schedule import build_lr_schedule
 from src.engine.nonfinite import NonFiniteLossError
 from src.engine.optim import create_optimizer
 from src.engine.train_step import TrainStep, create_loss_scaler
-from src.utils.files import copy_atomic, write_atomic, write_json_atomic
+from src.atomic_files import copy_atomic, write_atomic, write_json_atomic
 from tests.data_fixtures import make_idx_dataset, make_image_folder, make_oxford_pets, write_idx
 from tests.engine_fixtures import TinyNet, tiny_config, write_config
 

@@ -1,4 +1,4 @@
-"""scripts/visualize_features.py and src/utils/redundancy.py: the redundancy figures on hand-made maps, the layer
+"""scripts/visualize_features.py and src/analysis/redundancy.py: the redundancy figures on hand-made maps, the layer
 capture against the cell run by hand, and end-to-end runs on small models (random weights, 32 px) that write the
 PNG grid and the JSON, compare plain VGG-16 (ghost_ratio 1) with Ghost-VGG-16 on a dataset image, and name the
 closest valid layer when the name is wrong.
@@ -13,7 +13,7 @@ from PIL import Image
 from scripts.visualize_features import VisualizeError, capture_layer, main as visualize_main
 from src.models import create_model
 from src.models.ghost_vgg import GhostVGG
-from src.utils.redundancy import (channel_redundancy, cosine_similarity_matrix, nearest_channels, redundancy_score,
+from src.analysis.redundancy import (channel_redundancy, cosine_similarity_matrix, nearest_channels, redundancy_score,
                                   top_pairs)
 from tests.data_fixtures import make_idx_dataset
 from tests.engine_fixtures import tiny_net  # noqa: F401  (registers the tiny_net model)

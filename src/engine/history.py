@@ -4,7 +4,7 @@ import csv
 import json
 import os
 
-from src.utils.files import write_atomic
+from src.atomic_files import write_atomic
 
 EPOCH_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "train_time_s",
                  "val_time_s", "images_per_s")

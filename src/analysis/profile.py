@@ -16,6 +16,8 @@ import numpy as np
 import mindspore
 import mindspore.nn as nn
 
+from src.models import create_model
+
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -79,29 +81,6 @@ def measure_latency(net, input_shape, repeats=20, batch_size=1, warmup=3):
     return statistics.median(times)
 
 
-_MEMORY_CHILD = """
-import json, sys
-import numpy as np
-import src, mindspore
-from src.models import create_model
-
-def status_kib(key):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key))
-
-spec = json.loads(sys.argv[1])
-mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
-net = create_model(spec["name"], **spec["kwargs"])
-net.set_train(False)
-x = mindspore.Tensor(np.zeros((spec["batch_size"], *spec["input_shape"]), np.float32))
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # reset the peak (VmHWM) to the current RSS
-before = status_kib("VmRSS:")
-net(x).asnumpy()
-print(status_kib("VmHWM:") - before)
-"""
-
-
 def peak_forward_memory(name, input_shape, batch_size=1, **model_kwargs):
     """Peak resident-memory growth in MiB of the first inference of registered model `name` (PyNative, Linux).
 
@@ -111,9 +90,27 @@ def peak_forward_memory(name, input_shape, batch_size=1, **model_kwargs):
     """
     spec = dict(name=name, input_shape=list(input_shape), batch_size=batch_size, kwargs=model_kwargs)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_REPO_ROOT, os.environ.get("PYTHONPATH")])))
-    result = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, json.dumps(spec)], env=env, cwd=_REPO_ROOT,
+    result = subprocess.run([sys.executable, "-m", __name__, json.dumps(spec)], env=env, cwd=_REPO_ROOT,
                             capture_output=True, text=True, check=True)
     return int(result.stdout.split()[-1]) / 1024
+
+
+def _status_kib(key):
+    with open("/proc/self/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key))
+
+
+def _forward_peak_kib(spec):
+    """Run in the fresh process of `peak_forward_memory`: RSS high-water growth of one forward, in KiB."""
+    mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
+    net = create_model(spec["name"], **spec["kwargs"])
+    net.set_train(False)
+    x = mindspore.Tensor(np.zeros((spec["batch_size"], *spec["input_shape"]), np.float32))
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current RSS
+    before = _status_kib("VmRSS:")
+    net(x).asnumpy()
+    return _status_kib("VmHWM:") - before
 
 
 def ghost_speedup(c, n, k, d, s):
@@ -122,3 +119,7 @@ def ghost_speedup(c, n, k, d, s):
     c inputs, n outputs, d x d cheap depthwise ops, ratio s: n*c*k*k / ((n/s)*c*k*k + (s-1)*(n/s)*d*d).
     """
     return (n * c * k * k) / ((n / s) * c * k * k + (s - 1) * (n / s) * d * d)
+
+
+if __name__ == "__main__":
+    print(_forward_peak_kib(json.loads(sys.argv[1])))
