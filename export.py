@@ -22,14 +22,14 @@ import sys
 
 import numpy as np
 
-import src  # noqa: F401  (before mindspore: picks the CPU kernels)
+import src  # noqa: F401  (before mindspore: caps oneDNN's ISA)
 import mindspore
 
 from src.checkpoint import CheckpointError
 from src.config import ConfigError, config_help, load_config, parse_overrides
+from src.configured_model import model_from_checkpoint
 from src.deploy import ExportedModelError, load_exported, prepare_for_inference
 from src.device import setup_context
-from src.network import build_network
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 TOLERANCE = 1e-4
@@ -108,7 +108,7 @@ def main(argv=None):
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few forward passes: cheaper than compiling them
 
     # The plain network, never `for_this_device`: the file must hold MindSpore's own ops, not this machine's kernels.
-    net, kind, in_channels = build_network(cfg, cfg.ckpt_path)
+    net, kind, in_channels = model_from_checkpoint(cfg, cfg.ckpt_path)
     _check_image_size(net, cfg.model, size)
     export_batch = args.batch_size or (1 if file_format == "AIR" else None)  # AIR has no dynamic batch
     batch = export_batch or CHECK_BATCH

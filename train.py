@@ -21,27 +21,18 @@ top-1), metrics.json / metrics.csv, loss_curve.png and accuracy_curve.png.
 import os
 import sys
 
-import src  # noqa: F401  (first: selects the CPU kernels before mindspore loads)
+import src  # noqa: F401  (before mindspore: caps oneDNN's ISA)
+from src.analysis.profile import count_params
 from src.checkpoint import CheckpointError, load_pretrained
 from src.config import ConfigError, config_from_command_line, prepare_output_dir, save_config
+from src.configured_model import for_this_device, model_for_data
 from src.data import DatasetError, create_dataset
 from src.device import setup_context
 from src.distributed import init_distributed
-from src.engine.run_state import TrainingState
-from src.engine.distill import build_teacher
-from src.engine.ema import ModelEMA
-from src.engine.epoch_data import EpochData
-from src.engine.interrupt import TrainingInterrupted
-from src.engine.loss import DistillationLoss, SoftTargetCrossEntropy
-from src.engine.lr_schedule import build_lr_schedule
-from src.engine.nonfinite import NonFiniteLossError
-from src.engine.optim import create_optimizer
-from src.network import build_model, for_this_device
-from src.engine.train_step import (TrainStep, create_loss_scaler, gradient_reducer, loss_scaler_state,
-                                   mixed_precision)
-from src.engine.trainer import Trainer
+from src.engine import (DistillationLoss, EpochData, ModelEMA, NonFiniteLossError, SoftTargetCrossEntropy, Trainer,
+                        TrainingInterrupted, TrainingState, TrainStep, build_lr_schedule, build_teacher,
+                        create_loss_scaler, create_optimizer, gradient_reducer, loss_scaler_state, mixed_precision)
 from src.models import model_info
-from src.analysis.profile import count_params
 
 
 def main(argv=None):
@@ -59,7 +50,7 @@ def main(argv=None):
                                         class_names=train_data.info.class_names)  # label k: training's class k
     info = train_data.info
 
-    network = for_this_device(build_model(cfg, info), cfg)  # before the optimizer: it swaps cells, not parameters
+    network = for_this_device(model_for_data(cfg, info), cfg)  # before the optimizer: it swaps cells, not parameters
     if dist.is_main:  # the run's first line
         print(f"{cfg.model}: {count_params(network) / 1e6:.2f}M parameters, {info.num_classes} classes, "
               f"{info.in_channels} channel(s), {cfg.image_size} px | train {info.num_samples} images "

@@ -16,29 +16,26 @@ import os
 import sys
 import warnings
 
-import src  # noqa: F401  (first: selects the CPU kernels before mindspore loads)
+import src  # noqa: F401  (before mindspore: caps oneDNN's ISA)
+from src.atomic_files import write_json_atomic
 from src.checkpoint import CheckpointError, checkpoint_class_names, load_weights
 from src.config import ConfigError, config_from_command_line
+from src.configured_model import for_this_device, model_for_data
 from src.data import DatasetError, DatasetNotFoundError, create_dataset, split_class_names
 from src.deploy import ExportedModelError, load_exported
 from src.device import setup_context
-from src.engine.evaluate import evaluate
-from src.engine.metrics import format_report
-from src.engine.plots import plot_confusion_matrix
-from src.engine.train_step import mixed_precision
-from src.network import build_model, for_this_device
-from src.atomic_files import write_json_atomic
+from src.engine import evaluate, format_report, mixed_precision, plot_confusion_matrix
 
 
 def load_network(cfg, info):
     """The callable to evaluate: the configured model holding the checkpoint's weights (every key matched)."""
-    network = for_this_device(build_model(cfg, info), cfg)
+    network = for_this_device(model_for_data(cfg, info), cfg)
     kind = load_weights(network, cfg.ckpt_path)
     print(f"loaded {'EMA' if kind == 'ema' else 'trained'} weights of {cfg.model} from {cfg.ckpt_path}")
     return mixed_precision(network, cfg.amp_level)
 
 
-def class_names_to_number_by(cfg):
+def class_names_for_labels(cfg):
     """What label k means -> (class names, where they come from): the checkpoint's class k when it names them,
     else the training split's class k.
 
@@ -71,7 +68,7 @@ def main(argv=None) -> dict:
     if bool(cfg.ckpt_path) == bool(cfg.mindir):
         raise ConfigError("validate.py needs exactly one of --ckpt_path CHECKPOINT and --mindir EXPORTED_FILE")
     device = setup_context(cfg)
-    class_names, named_by = class_names_to_number_by(cfg)
+    class_names, named_by = class_names_for_labels(cfg)
     dataset, info = create_dataset(cfg, cfg.val_split, training=False, class_names=class_names)
     print(f"{cfg.model} on {cfg.dataset} ({cfg.val_split}, {info.num_samples} images) | {device}, {cfg.mode} mode")
     print(f"{info.num_classes} classes, named and numbered as in {named_by}")

@@ -78,7 +78,7 @@ def _peak_rss_mib():
 def mindspore_worker(spec):
     sys.path.insert(0, REPO)
     import numpy as np
-    import src  # noqa: F401  (before mindspore: CPU kernel selection)
+    import src  # noqa: F401  (before mindspore: caps oneDNN's ISA)
     import mindspore as ms
     from src.config import Config
     from src.deploy import prepare_for_inference

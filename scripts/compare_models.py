@@ -25,10 +25,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import src  # noqa: E402,F401  (before mindspore: CPU kernel selection)
+import src  # noqa: E402,F401  (before mindspore: caps oneDNN's ISA)
+from src.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
 from src.engine.run_state import RunCheckpoints  # noqa: E402
-from src.atomic_files import write_json_atomic, write_text_atomic  # noqa: E402
 
 DEFAULT_MODELS = ["ghostnet_050", "ghostnet_100", "ghostnet_130", "mobilenetv3_large_100",
                   "ghost_vgg16:1", "ghost_vgg16:2", "ghost_vgg16:3", "ghost_vgg16:4"]
@@ -111,11 +111,11 @@ def measure(cfg, run_dir, latency_repeats):
     """Params, MACs, latency and accuracy of one finished run (its best.ckpt and metrics.json)."""
     import numpy as np
     import mindspore
-    from src.deploy import prepare_for_inference
-    from src.network import build_network, for_this_device
     from src.analysis.profile import count_macs, count_params, measure_latency
+    from src.configured_model import for_this_device, model_from_checkpoint
+    from src.deploy import prepare_for_inference
 
-    net, _, channels = build_network(cfg, os.path.join(run_dir, "best.ckpt"))
+    net, _, channels = model_from_checkpoint(cfg, os.path.join(run_dir, "best.ckpt"))
     shape = (channels, cfg.image_size, cfg.image_size)
     figures = {"params_m": count_params(net) / 1e6, "macs_m": count_macs(net, shape) / 1e6}
     prepare_for_inference(net, mindspore.Tensor(np.zeros((1, *shape), np.float32)))

@@ -22,16 +22,16 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import src  # noqa: E402,F401  (before mindspore: picks the CPU kernels)
+import src  # noqa: E402,F401  (before mindspore: caps oneDNN's ISA)
 import mindspore  # noqa: E402
 
 from src.checkpoint import CheckpointError, checkpoint_class_names  # noqa: E402
 from src.config import ConfigError, config_help, load_config, parse_overrides  # noqa: E402
+from src.configured_model import for_this_device, model_from_checkpoint  # noqa: E402
 from src.data import DatasetError, dataset_statistics, image_file_preprocess, split_class_names  # noqa: E402
 from src.data.readers import IMAGE_EXTENSIONS  # noqa: E402
 from src.deploy import ExportedModelError, load_exported  # noqa: E402
 from src.device import setup_context  # noqa: E402
-from src.network import build_network, for_this_device  # noqa: E402
 
 TOP_K = 5
 BATCH = 16
@@ -81,7 +81,7 @@ def load_model(cfg, mindir):
         return model, channels
     if not cfg.ckpt_path:
         raise PredictError("give the model: --ckpt_path FILE (with --config) or --mindir FILE")
-    net, _, channels = build_network(cfg, cfg.ckpt_path)
+    net, _, channels = model_from_checkpoint(cfg, cfg.ckpt_path)
     return for_this_device(net, cfg), channels
 
 

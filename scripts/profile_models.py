@@ -17,11 +17,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import src  # noqa: E402,F401  (before mindspore: picks the CPU conv kernels)
+import src  # noqa: E402,F401  (before mindspore: caps oneDNN's ISA)
+from src.analysis.profile import (count_macs, count_params, ghost_speedup, measure_latency,  # noqa: E402
+                                  peak_forward_memory)
 from src.models import create_model, list_models, model_info  # noqa: E402
 from src.models.layers import GhostModule, conv2d  # noqa: E402
-from src.analysis.profile import (count_macs, count_params, ghost_speedup, measure_latency,  # noqa: E402
-                               peak_forward_memory)
 
 GHOST_RATIOS = (2, 3, 4, 5)
 

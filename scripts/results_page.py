@@ -24,9 +24,9 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from src.atomic_files import copy_atomic, write_text_atomic  # noqa: E402
 from src.engine.history import MetricsHistory  # noqa: E402
 from src.engine.plots import plot_confusion_matrix, plot_curves  # noqa: E402
-from src.atomic_files import copy_atomic, write_text_atomic  # noqa: E402
 
 REPRODUCE_TOLERANCE = 0.3  # points of top-1 a repeat of the command may differ by (the bar)
 CONFIG_KEYS = ("model", "small_input", "dataset", "image_size", "batch_size", "epochs", "optimizer", "lr",

@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import src  # noqa: E402,F401  (before mindspore: picks the CPU kernels)
+import src  # noqa: E402,F401  (before mindspore: caps oneDNN's ISA)
 import matplotlib  # noqa: E402
 import mindspore as ms  # noqa: E402
 
@@ -53,13 +53,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from src.analysis.redundancy import channel_redundancy  # noqa: E402
+from src.atomic_files import write_json_atomic  # noqa: E402
 from src.checkpoint import CheckpointError  # noqa: E402
 from src.config import ConfigError, config_help, load_config, parse_overrides  # noqa: E402
+from src.configured_model import Sizes, model_for_data, model_from_checkpoint, registered_model_info  # noqa: E402
 from src.data import DatasetError, create_dataset, dataset_statistics, image_file_preprocess  # noqa: E402
 from src.device import setup_context  # noqa: E402
-from src.network import Sizes, build_model, build_network, registered_model_info  # noqa: E402
-from src.atomic_files import write_json_atomic  # noqa: E402
-from src.analysis.redundancy import channel_redundancy  # noqa: E402
 
 COMPARE = "--compare"
 MAX_LISTED_LAYERS = 60  # an unknown --layer lists every valid name up to this many
@@ -173,11 +173,11 @@ def build_eval_network(cfg, info):
     With ckpt_path its weights (every key and shape matched; classes and channels read off the checkpoint unless
     the config sets them); without, a seeded random init sized from the dataset (or the model's defaults)."""
     if cfg.ckpt_path:
-        return build_network(cfg, cfg.ckpt_path)
+        return model_from_checkpoint(cfg, cfg.ckpt_path)
     channels = info.in_channels if info else dataset_statistics(cfg)[0]
     default_classes = registered_model_info(cfg.model).num_classes
     sizes = Sizes(cfg.num_classes or (info.num_classes if info else default_classes), cfg.in_channels or channels)
-    net = build_model(cfg, sizes)
+    net = model_for_data(cfg, sizes)
     net.set_train(False)
     return net, "random", sizes.in_channels
 

@@ -1,4 +1,4 @@
-"""GhostNet family for MindSpore. Importing `src` first tunes the CPU kernels before mindspore loads."""
-from src.runtime import configure_cpu_kernels
+"""GhostNet family for MindSpore. Importing `src` first caps oneDNN's ISA (src/runtime.py) before mindspore loads."""
+from src.runtime import cap_onednn_isa
 
-configure_cpu_kernels()
+cap_onednn_isa()

@@ -1,4 +1,4 @@
-"""Process-level set-up: CPU kernel selection (before mindspore is imported) and the MindSpore context."""
+"""Process-level set-up that must run before mindspore is imported: this CPU's ISA flags and oneDNN's ISA cap."""
 import os
 
 
@@ -14,12 +14,11 @@ def cpu_flags() -> set:
     return set()
 
 
-def configure_cpu_kernels():
-    """Cap oneDNN at AVX2 on AVX-512 CPUs unless the user chose an ISA.
+def cap_onednn_isa():
+    """Cap oneDNN at AVX2 on AVX-512 CPUs unless the user chose an ISA (ONEDNN_MAX_CPU_ISA, read when oneDNN starts).
 
-    MindSpore hands oneDNN NCHW tensors; on AVX-512 CPUs oneDNN then falls back to its reference kernel for
-    every k x k and depthwise conv (80x slower for a 3x3 conv), while with AVX2 it picks a jit gemm kernel.
-    The variable is read when oneDNN initialises, so this must run before mindspore is imported.
+    With MindSpore's NCHW tensors, AVX-512 oneDNN runs every k x k and depthwise conv in its reference kernel (80x
+    slower for a 3x3 conv); with AVX2 it picks a jit gemm kernel.
     """
     if "ONEDNN_MAX_CPU_ISA" in os.environ:
         return

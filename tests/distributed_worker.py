@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import src  # noqa: E402,F401  (first: selects the CPU kernels before mindspore loads)
+import src  # noqa: E402,F401  (before mindspore: caps oneDNN's ISA)
 import numpy as np  # noqa: E402
 
 import tests.engine_fixtures  # noqa: E402,F401  (registers the test models)

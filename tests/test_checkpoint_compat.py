@@ -15,8 +15,8 @@ import pytest
 import train
 from src.checkpoint import load_weights, read_checkpoint
 from src.config import load_config
+from src.configured_model import Sizes, for_this_device, model_for_data
 from src.device import setup_context
-from src.network import Sizes, build_model, for_this_device
 from tests.data_fixtures import make_idx_dataset
 
 OLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "checkpoint_before_refactor")
@@ -27,7 +27,7 @@ def test_old_checkpoint_predicts_as_before(cpu_kernels):
     """The plain network and its CPU form both give the old code's logits."""
     cfg = load_config(os.path.join(OLD, "config.yaml"), {"mode": "pynative", "cpu_kernels": cpu_kernels})
     setup_context(cfg)
-    net = for_this_device(build_model(cfg, Sizes(10, 1)), cfg)
+    net = for_this_device(model_for_data(cfg, Sizes(10, 1)), cfg)
     assert load_weights(net, os.path.join(OLD, "best.ckpt")) == "trained"
     net.set_train(False)
     logits = net(ms.Tensor(np.load(os.path.join(OLD, "input.npy")))).asnumpy()

@@ -1,7 +1,8 @@
 """MindCV GhostNet checkpoints load here as they are and give MindCV's logits (skipped without the mindcv package).
 
 MindCV's own models are built with random weights and random BN statistics, saved with mindspore.save_checkpoint,
-and loaded through export's / predict's path (build_network), `--pretrained` (load_pretrained) and the converter.
+and loaded through export's / predict's path (model_from_checkpoint), `--pretrained` (load_pretrained) and the
+converter.
 Inputs are 64 px: the smallest at which the last stages still see 2 x 2 maps, so that pooling is not the identity.
 """
 import os
@@ -15,8 +16,8 @@ import pytest
 from scripts.convert_checkpoint import main as convert_main
 from src.checkpoint import CheckpointError, load_pretrained, load_weights
 from src.config import load_config
+from src.configured_model import model_from_checkpoint
 from src.models import create_model
-from src.network import build_network
 
 mindcv = pytest.importorskip("mindcv")
 
@@ -71,7 +72,7 @@ def max_logit_difference(net, x, logits):
 @pytest.mark.parametrize("name", GHOSTNETS)
 def test_mindcv_checkpoint_gives_mindcv_logits(mindcv_checkpoints, name, capsys):
     path, x, logits = mindcv_checkpoints[name]
-    net, kind, channels = build_network(load_config(overrides=dict(model=name)), path)  # export / predict
+    net, kind, channels = model_from_checkpoint(load_config(overrides=dict(model=name)), path)  # export / predict
     assert (kind, channels, net.num_classes) == ("trained", 3, 1000)
     assert f"checkpoint {path} {MAPPED}" in capsys.readouterr().out
     diff = max_logit_difference(net, x, logits)

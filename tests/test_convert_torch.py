@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from scripts.convert_checkpoint import main as convert_main
-from src.models import create_model
 from src.checkpoint.convert import convert_state_dict
 from src.checkpoint.torch_file import UnsafeCheckpointError, load_state_dict, read_torch_file
+from src.models import create_model
 from tests import torch_reference
 
 GHOSTNETS = ("ghostnet_050", "ghostnet_100", "ghostnet_130")

@@ -17,10 +17,10 @@ from export import main as export_main
 from src.checkpoint import STATE_PREFIX, load_weights, read_checkpoint
 from src.config import ConfigError, load_config
 from src.deploy import load_exported
-from src.engine.run_state import TrainingState
 from src.engine.distill import build_teacher
 from src.engine.loss import DistillationLoss, SoftTargetCrossEntropy
 from src.engine.optim import create_optimizer
+from src.engine.run_state import TrainingState
 from src.engine.train_step import TrainStep
 from src.models import create_model
 from tests.data_fixtures import make_idx_dataset

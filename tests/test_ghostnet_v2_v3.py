@@ -10,12 +10,12 @@ import mindspore
 import mindspore.ops as ops
 
 from export import main as export_main
+from src.analysis.profile import count_macs, count_params
+from src.checkpoint.convert import convert_state_dict
+from src.checkpoint.torch_file import load_state_dict
 from src.deploy import load_exported, reparameterize
 from src.models import create_model, model_info
-from src.checkpoint.convert import convert_state_dict
 from src.models.layers import DFCAttention, GhostModule
-from src.analysis.profile import count_macs, count_params
-from src.checkpoint.torch_file import load_state_dict
 from tests import torch_reference
 from tests.test_export import SMALL, SMALL_FLAGS, images, logits, random_bn_statistics, write_checkpoint
 

@@ -16,12 +16,12 @@ import mindspore as ms
 import mindspore.nn as nn
 
 from src.config import Config
+from src.configured_model import for_this_device
 from src.deploy import prepare_for_inference
 from src.kernels import AllFinite, BatchNorm2d, DepthwiseConv2d, PointwiseConv2d, accelerate, build, kernels_usable
 from src.kernels.matmul import MatMulGlobalAvgPool, MatMulScaleChannels
 from src.models import create_model
 from src.models.ghostnet import BlockSpec, GhostNet
-from src.network import for_this_device
 
 pytestmark = pytest.mark.skipif(not kernels_usable(), reason="custom kernels need the CPU target and a C++ compiler")
 

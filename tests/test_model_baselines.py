@@ -10,12 +10,12 @@ import mindspore.nn as nn
 import numpy as np
 import pytest
 
-from src.models import create_model, model_info
+from src.analysis.profile import count_macs, count_params
 from src.checkpoint.convert import convert_state_dict
+from src.checkpoint.torch_file import load_state_dict
+from src.models import create_model, model_info
 from src.models.ghost_vgg import VGG16_CFG
 from src.models.layers import batch_norm, conv2d
-from src.analysis.profile import count_macs, count_params
-from src.checkpoint.torch_file import load_state_dict
 from tests import torch_reference
 
 MOBILENETS = ("mobilenetv3_large_100", "mobilenetv2_100")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import mindspore
 
+from src.analysis.profile import count_macs, count_params, ghost_speedup
 from src.models import create_model, list_models, model_info
 from src.models.layers import SqueezeExcite
-from src.analysis.profile import count_macs, count_params, ghost_speedup
 
 # The zoo's models; a test-only model registered by a fixture module (family "test") is not held to the contract.
 ALL_MODELS = [name for name in list_models() if model_info(name).family != "test"]

@@ -19,17 +19,17 @@ import pytest
 from mindspore import Tensor
 
 import train
+from src.atomic_files import copy_atomic, write_atomic, write_json_atomic
 from src.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from src.config import Config, ConfigError
 from src.data import DatasetError, DatasetNotFoundError
-from src.engine.run_state import RunCheckpoints, TrainingState
 from src.engine.interrupt import TrainingInterrupted
 from src.engine.loss import SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.nonfinite import NonFiniteLossError
 from src.engine.optim import create_optimizer
+from src.engine.run_state import RunCheckpoints, TrainingState
 from src.engine.train_step import TrainStep, create_loss_scaler
-from src.atomic_files import copy_atomic, write_atomic, write_json_atomic
 from tests.data_fixtures import make_idx_dataset, make_image_folder, make_oxford_pets, write_idx
 from tests.engine_fixtures import TinyNet, tiny_config, write_config
 

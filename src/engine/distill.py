@@ -17,7 +17,7 @@ from src.checkpoint import load_weights, model_weights, read_checkpoint
 from src.config import ConfigError
 from src.deploy import ExportedModelError, load_exported
 from src.engine.train_step import mixed_precision
-from src.network import Sizes, build_model, for_this_device, registered_model_info
+from src.configured_model import Sizes, model_for_data, for_this_device, registered_model_info
 
 
 class Teacher:
@@ -48,7 +48,7 @@ def _model_teacher(cfg, num_classes, in_channels) -> Teacher:
     # The teacher's own architecture: its name gives the width; the student's overrides do not apply to it.
     teacher_cfg = dataclasses.replace(cfg, model=cfg.teacher_model, num_classes=num_classes, in_channels=in_channels,
                                       width=None, ghost_ratio=None, drop_rate=0.0)
-    net = for_this_device(build_model(teacher_cfg, Sizes(num_classes, in_channels)), teacher_cfg)
+    net = for_this_device(model_for_data(teacher_cfg, Sizes(num_classes, in_channels)), teacher_cfg)
     kind = load_weights(net, cfg.teacher_ckpt)  # every key and shape must fit, or an error names them
     for param in net.get_parameters():
         param.requires_grad = False

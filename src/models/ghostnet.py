@@ -160,13 +160,10 @@ _V1_TABLE = (
 )
 
 
-def ghostnet_v1(width=1.0, se=True, attention=False, block=GhostBottleneck, num_classes=1000, in_channels=3,
+def build_ghostnet(width=1.0, se=True, attention=False, block=GhostBottleneck, num_classes=1000, in_channels=3,
                 drop_rate=0.2, small_input=False):
-    """A GhostNet on the v1 table at any width; `se=False` drops every SE module.
-
-    GhostNetV2 and V3 share the table: `attention=True` adds DFC attention to ghost1 of every bottleneck but the
-    first two (V2), `block` is V3's re-parameterisable bottleneck.
-    """
+    """A GhostNet on the v1 block table at any width, also GhostNetV2's (`attention=True`: DFC attention in ghost1 of
+    every bottleneck but the first two) and V3's (`block`); `se=False` drops every SE module."""
     stages, index = [], 0
     for stage in _V1_TABLE:
         specs = []
@@ -187,20 +184,20 @@ _SOURCE = "CVPR 2020 paper; params and MACs measured on timm 1.0.31"
 
 @register_model("ghostnet", reference=dict(params=2_587_292, macs=42.33e6, top1=66.2, source=_SOURCE))
 def ghostnet_050(num_classes=1000, in_channels=3, width=0.5, **options):
-    return ghostnet_v1(width, num_classes=num_classes, in_channels=in_channels, **options)
+    return build_ghostnet(width, num_classes=num_classes, in_channels=in_channels, **options)
 
 
 @register_model("ghostnet", reference=dict(params=5_182_508, macs=141.15e6, top1=73.9, source=_SOURCE))
 def ghostnet_100(num_classes=1000, in_channels=3, width=1.0, **options):
-    return ghostnet_v1(width, num_classes=num_classes, in_channels=in_channels, **options)
+    return build_ghostnet(width, num_classes=num_classes, in_channels=in_channels, **options)
 
 
 @register_model("ghostnet", reference=dict(params=7_358_820, macs=227.00e6, top1=75.7, source=_SOURCE))
 def ghostnet_130(num_classes=1000, in_channels=3, width=1.3, **options):
-    return ghostnet_v1(width, num_classes=num_classes, in_channels=in_channels, **options)
+    return build_ghostnet(width, num_classes=num_classes, in_channels=in_channels, **options)
 
 
 @register_model("ghostnet", reference=dict(macs=138e6, source="CVPR 2020 paper, Ghost-1x without SE "
                                                                "(FLOPs; accuracy reported on Oxford-IIIT Pet only)"))
 def ghostnet_100_nose(num_classes=1000, in_channels=3, width=1.0, **options):
-    return ghostnet_v1(width, se=False, num_classes=num_classes, in_channels=in_channels, **options)
+    return build_ghostnet(width, se=False, num_classes=num_classes, in_channels=in_channels, **options)

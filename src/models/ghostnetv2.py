@@ -1,14 +1,14 @@
 """GhostNetV2 (Tang et al., NeurIPS 2022): GhostNet v1 with DFC attention on the expanding Ghost modules.
 
 Variants: `ghostnetv2_100`, `ghostnetv2_130`, `ghostnetv2_160` (width 1.0 / 1.3 / 1.6). The network is v1's
-(`ghostnet_v1` in ghostnet.py: same table, stem and head); ghost1 of every bottleneck but the first two (14 of
+(`build_ghostnet` in ghostnet.py: same table, stem and head); ghost1 of every bottleneck but the first two (14 of
 16) gates its output with decoupled fully connected attention (`DFCAttention` in layers.py), which adds 974,400
 params and 25.9M MACs at 224 to the 1.0x model. Child names follow timm's state_dict (`...ghost1.short_conv.0`),
 so timm / official checkpoints convert key for key. Unlike the reference code, inputs down to 32 px work.
 
 Options as for GhostNet v1 (`small_input`, `drop_rate`, `width`).
 """
-from src.models.ghostnet import ghostnet_v1
+from src.models.ghostnet import build_ghostnet
 from src.models.registry import register_model
 
 _SOURCE = ("NeurIPS 2022 paper (1.3x / 1.6x top-1 read off its figure; timm's weights evaluate to 75.19 / 76.75 / "
@@ -17,14 +17,14 @@ _SOURCE = ("NeurIPS 2022 paper (1.3x / 1.6x top-1 read off its figure; timm's we
 
 @register_model("ghostnetv2", reference=dict(params=6_156_908, macs=167.05e6, top1=75.3, source=_SOURCE))
 def ghostnetv2_100(num_classes=1000, in_channels=3, width=1.0, **options):
-    return ghostnet_v1(width, attention=True, num_classes=num_classes, in_channels=in_channels, **options)
+    return build_ghostnet(width, attention=True, num_classes=num_classes, in_channels=in_channels, **options)
 
 
 @register_model("ghostnetv2", reference=dict(params=8_960_404, macs=269.32e6, top1=76.9, source=_SOURCE))
 def ghostnetv2_130(num_classes=1000, in_channels=3, width=1.3, **options):
-    return ghostnet_v1(width, attention=True, num_classes=num_classes, in_channels=in_channels, **options)
+    return build_ghostnet(width, attention=True, num_classes=num_classes, in_channels=in_channels, **options)
 
 
 @register_model("ghostnetv2", reference=dict(params=12_392_698, macs=398.61e6, top1=77.8, source=_SOURCE))
 def ghostnetv2_160(num_classes=1000, in_channels=3, width=1.6, **options):
-    return ghostnet_v1(width, attention=True, num_classes=num_classes, in_channels=in_channels, **options)
+    return build_ghostnet(width, attention=True, num_classes=num_classes, in_channels=in_channels, **options)

@@ -23,7 +23,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore import Tensor
 
-from src.models.ghostnet import GhostBottleneck, ghostnet_v1
+from src.models.ghostnet import GhostBottleneck, build_ghostnet
 from src.models.layers import ConvBnAct, DFCAttention, activation, batch_norm, conv2d, folded_batchnorm
 from src.models.registry import register_model
 
@@ -154,7 +154,7 @@ class GhostBottleneckV3(GhostBottleneck):
 
 def ghostnet_v3(width=1.0, **options):
     """GhostNetV3 at any width, in training form."""
-    return ghostnet_v1(width, attention=True, block=GhostBottleneckV3, **options)
+    return build_ghostnet(width, attention=True, block=GhostBottleneckV3, **options)
 
 
 # params / MACs: the training form create_model builds; deployed_*: after reparameterize() (the paper's sizes).

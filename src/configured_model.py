@@ -1,10 +1,6 @@
-"""The configured network: a registered model sized for its data (training) or for its checkpoint (validation,
-export, prediction, a distillation teacher). Both training (src/engine) and deployment (src/deploy) build on this.
-
-Training sizes the model from the dataset; exporting or predicting should not need the dataset for that, so
-num_classes / in_channels left null in the config are read off the checkpoint instead. Both give the plain model;
-`for_this_device` is the one place that turns it into its CPU form (src/kernels) where that applies.
-"""
+"""The model a config describes, built plain: sized for its data (training) or for its checkpoint, with the
+checkpoint's weights (validation, export, prediction, a distillation teacher); `for_this_device` is the one place
+that gives it src/kernels' CPU forms."""
 from collections import namedtuple
 
 import numpy as np
@@ -15,7 +11,7 @@ from src.config import ConfigError
 from src.kernels import accelerate, kernels_usable
 from src.models import create_model, model_info
 
-# What build_model reads of a DatasetInfo.
+# What model_for_data reads of a DatasetInfo.
 Sizes = namedtuple("Sizes", "num_classes in_channels")
 
 
@@ -27,7 +23,7 @@ def registered_model_info(name: str, key: str = "model"):
         raise ConfigError(f"config key '{key}': {err.args[0]}") from None
 
 
-def build_model(cfg, data_info):
+def model_for_data(cfg, data_info):
     """`cfg.model` sized for the data: classes and channels from the dataset unless the config fixes them."""
     registered_model_info(cfg.model)
     num_classes = cfg.num_classes or data_info.num_classes
@@ -51,7 +47,7 @@ def sizes_from_weights(name, weights, path) -> Sizes:
     return Sizes(head[-1].shape[0], first.shape[1])
 
 
-def build_network(cfg, ckpt_path):
+def model_from_checkpoint(cfg, ckpt_path):
     """The config's model holding the checkpoint's weights (EMA ones when present, every key and shape matched).
 
     Returns (net in eval mode, kind of weights "ema" / "trained", input channels).
@@ -62,7 +58,7 @@ def build_network(cfg, ckpt_path):
         weights, _ = model_weights(read_checkpoint(ckpt_path)[0], ckpt_path)
         from_weights = sizes_from_weights(cfg.model, weights, ckpt_path)
         sizes = Sizes(*(given if given is not None else read for given, read in zip(sizes, from_weights)))
-    net = build_model(cfg, sizes)
+    net = model_for_data(cfg, sizes)
     kind = load_weights(net, ckpt_path)
     net.set_train(False)
     return net, kind, sizes.in_channels
