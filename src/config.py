@@ -5,15 +5,10 @@ grouped by the subsystem that reads it. Values are type-checked, unknown keys ar
 valid key, and the resolved config is written next to the checkpoints.
 """
 import argparse
-import ast
 import dataclasses
 import difflib
-import inspect
-import io
 import os
-import re
 import textwrap
-import tokenize
 import typing
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -27,97 +22,105 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key and the problem."""
 
 
+def _key(default, text: str, section: str = "", note: str = ""):
+    """A Config field with its --help text in the field's metadata; `section` (with its `note`) starts a group."""
+    metadata = {"help": text, **({"section": section, "note": note} if section else {})}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class Config:
-    # Each key's trailing comment is its --help text (config_help); a full-line comment right below continues it.
-    # --- model -------------------------------------------------------------------------------------
-    model: str = "ghostnet_100"  # registered model name (src/models, list_models())
-    num_classes: Optional[int] = None  # null: taken from the dataset
-    in_channels: Optional[int] = None  # null: taken from the dataset (1 for MNIST-like data)
-    small_input: bool = False  # stride-1 stem and one fewer downsampling, for 28-32 px images
-    drop_rate: float = 0.2  # dropout before the classifier
-    width: Optional[float] = None  # width multiplier override for families that take one
-    ghost_ratio: Optional[int] = None  # Ghost module ratio s override (ghost_vgg16: 1 = plain convs; ghost_resnet*)
-    pretrained: str = ""  # checkpoint to fine-tune from; a head of another size is dropped and re-initialised
+    """Every config key, by the subsystem that reads it; `_key()` holds its --help text (config_help)."""
+    model: str = _key("ghostnet_100", "registered model name (src/models, list_models())", section="model")
+    num_classes: Optional[int] = _key(None, "null: taken from the dataset")
+    in_channels: Optional[int] = _key(None, "null: taken from the dataset (1 for MNIST-like data)")
+    small_input: bool = _key(False, "stride-1 stem and one fewer downsampling, for 28-32 px images")
+    drop_rate: float = _key(0.2, "dropout before the classifier")
+    width: Optional[float] = _key(None, "width multiplier override for families that take one")
+    ghost_ratio: Optional[int] = _key(None, "Ghost module ratio s override (ghost_vgg16: 1 = plain convs; "
+                                            "ghost_resnet*)")
+    pretrained: str = _key("", "checkpoint to fine-tune from; a head of another size is dropped and re-initialised")
 
-    # --- data --------------------------------------------------------------------------------------
-    dataset: str = "fashion_mnist"  # imagenet | folder | mnist | fashion_mnist | cifar10 | pets
-    data_dir: str = "/usr/share/datasets/fashion-mnist"  # the dataset's root folder
-    train_split: Optional[str] = None  # null: the dataset's (train); folder / imagenet: the subfolder of data_dir
-    val_split: Optional[str] = None  # null: the dataset's (folder / imagenet: val; mnist, fashion_mnist, cifar10,
-    # pets: test)
-    image_size: int = 224  # input height and width in pixels
-    batch_size: int = 128  # per device
-    eval_batch_size: Optional[int] = None  # null: same as batch_size
-    num_workers: int = 2  # data-loading workers (at most the CPU count is used)
-    crop_pct: Optional[float] = None  # eval resize = image_size / crop_pct; null: 0.875 for ImageNet-like data,
-    # the whole image for small data
-    interpolation: str = "bilinear"  # resize filter: nearest | bilinear | bicubic | area
-    mean: Optional[List[float]] = None  # normalisation mean per channel, in [0, 1]; null: the dataset's own
-    std: Optional[List[float]] = None  # normalisation std per channel, in [0, 1] units; null: the dataset's own
-    scale: List[float] = field(default_factory=lambda: [0.08, 1.0])  # random resized crop area range
-    ratio: List[float] = field(default_factory=lambda: [3.0 / 4.0, 4.0 / 3.0])  # random resized crop aspect range
-    random_crop_padding: int = 0  # >0: pad-and-crop (CIFAR style) instead of random resized crop
-    hflip: float = 0.5  # horizontal flip probability
-    color_jitter: float = 0.0  # brightness / contrast / saturation jitter strength; 0 disables
-    auto_augment: str = ""  # e.g. "rand-m9-mstd0.5" for RandAugment magnitude 9
-    re_prob: float = 0.0  # random erasing probability
-    mixup: float = 0.0  # mixup alpha; 0 disables
-    cutmix: float = 0.0  # cutmix alpha; 0 disables
-    mixup_prob: float = 1.0  # probability that a batch is mixed when mixup or cutmix is on
-    bad_images: str = "error"  # error | skip: what to do with an unreadable image
+    dataset: str = _key("fashion_mnist", "imagenet | folder | mnist | fashion_mnist | cifar10 | pets", section="data")
+    data_dir: str = _key("/usr/share/datasets/fashion-mnist", "the dataset's root folder")
+    train_split: Optional[str] = _key(None, "null: the dataset's (train); folder / imagenet: the subfolder of data_dir")
+    val_split: Optional[str] = _key(None, "null: the dataset's (folder / imagenet: val; mnist, fashion_mnist, cifar10, "
+                                          "pets: test)")
+    image_size: int = _key(224, "input height and width in pixels")
+    batch_size: int = _key(128, "per device")
+    eval_batch_size: Optional[int] = _key(None, "null: same as batch_size")
+    num_workers: int = _key(2, "data-loading workers (at most the CPU count is used)")
+    crop_pct: Optional[float] = _key(None, "eval resize = image_size / crop_pct; null: 0.875 for ImageNet-like data, "
+                                           "the whole image for small data")
+    interpolation: str = _key("bilinear", "resize filter: nearest | bilinear | bicubic | area")
+    mean: Optional[List[float]] = _key(None, "normalisation mean per channel, in [0, 1]; null: the dataset's own")
+    std: Optional[List[float]] = _key(None, "normalisation std per channel, in [0, 1] units; null: the dataset's own")
+    scale: List[float] = _key([0.08, 1.0], "random resized crop area range")
+    ratio: List[float] = _key([3.0 / 4.0, 4.0 / 3.0], "random resized crop aspect range")
+    random_crop_padding: int = _key(0, ">0: pad-and-crop (CIFAR style) instead of random resized crop")
+    hflip: float = _key(0.5, "horizontal flip probability")
+    color_jitter: float = _key(0.0, "brightness / contrast / saturation jitter strength; 0 disables")
+    auto_augment: str = _key("", 'e.g. "rand-m9-mstd0.5" for RandAugment magnitude 9')
+    re_prob: float = _key(0.0, "random erasing probability")
+    mixup: float = _key(0.0, "mixup alpha; 0 disables")
+    cutmix: float = _key(0.0, "cutmix alpha; 0 disables")
+    mixup_prob: float = _key(1.0, "probability that a batch is mixed when mixup or cutmix is on")
+    bad_images: str = _key("error", "error | skip: what to do with an unreadable image")
 
-    # --- optimisation ------------------------------------------------------------------------------
-    epochs: int = 10  # training epochs
-    optimizer: str = "sgd"  # sgd | rmsprop | adam | adamw
-    lr: float = 0.1  # for the global batch (per-device batch x devices); see configs/README.md
-    momentum: float = 0.9  # sgd / rmsprop momentum
-    nesterov: bool = False  # sgd: Nesterov momentum
-    weight_decay: float = 4e-5  # L2 penalty (decoupled for adamw)
-    filter_bias_and_bn: bool = True  # no weight decay on BN parameters and biases
-    opt_eps: float = 1e-8  # rmsprop / adam / adamw: epsilon added to the denominator
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam / adamw
-    rmsprop_decay: float = 0.9  # rmsprop: moving-average factor of the squared gradients (PyTorch's alpha)
-    scheduler: str = "cosine"  # cosine | step | exponential | constant
-    warmup_epochs: float = 0.0  # linear warm-up from warmup_lr to lr over this many epochs
-    warmup_lr: float = 0.0  # learning rate at the start of the warm-up
-    min_lr: float = 1e-6  # cosine: the final learning rate; step / exponential: the floor
-    decay_epochs: float = 30.0  # step / exponential: decay every this many epochs
-    decay_rate: float = 0.1  # step / exponential: the factor applied at each decay
-    label_smoothing: float = 0.1  # share of the target mass spread evenly over all classes
-    ema: bool = False  # keep an exponential moving average of the weights; validate and keep best on it
-    ema_decay: float = 0.9999  # upper bound; early on the decay is (1 + n) / (10 + n) after n updates
-    clip_grad_norm: float = 0.0  # 0 disables
-    amp_level: str = "O0"  # O0 | O1 | O2 | O3
-    loss_scale: str = "none"  # none | fixed | dynamic
-    loss_scale_value: float = 1024.0  # fixed: the scale; dynamic: the initial scale
-    seed: int = 42  # seeds weight init, shuffling and augmentation
+    epochs: int = _key(10, "training epochs", section="optimisation")
+    optimizer: str = _key("sgd", "sgd | rmsprop | adam | adamw")
+    lr: float = _key(0.1, "for the global batch (per-device batch x devices); see configs/README.md")
+    momentum: float = _key(0.9, "sgd / rmsprop momentum")
+    nesterov: bool = _key(False, "sgd: Nesterov momentum")
+    weight_decay: float = _key(4e-5, "L2 penalty (decoupled for adamw)")
+    filter_bias_and_bn: bool = _key(True, "no weight decay on BN parameters and biases")
+    opt_eps: float = _key(1e-8, "rmsprop / adam / adamw: epsilon added to the denominator")
+    betas: List[float] = _key([0.9, 0.999], "adam / adamw")
+    rmsprop_decay: float = _key(0.9, "rmsprop: moving-average factor of the squared gradients (PyTorch's alpha)")
+    scheduler: str = _key("cosine", "cosine | step | exponential | constant")
+    warmup_epochs: float = _key(0.0, "linear warm-up from warmup_lr to lr over this many epochs")
+    warmup_lr: float = _key(0.0, "learning rate at the start of the warm-up")
+    min_lr: float = _key(1e-6, "cosine: the final learning rate; step / exponential: the floor")
+    decay_epochs: float = _key(30.0, "step / exponential: decay every this many epochs")
+    decay_rate: float = _key(0.1, "step / exponential: the factor applied at each decay")
+    label_smoothing: float = _key(0.1, "share of the target mass spread evenly over all classes")
+    ema: bool = _key(False, "keep an exponential moving average of the weights; validate and keep best on it")
+    ema_decay: float = _key(0.9999, "upper bound; early on the decay is (1 + n) / (10 + n) after n updates")
+    clip_grad_norm: float = _key(0.0, "0 disables")
+    amp_level: str = _key("O0", "O0 | O1 | O2 | O3")
+    loss_scale: str = _key("none", "none | fixed | dynamic")
+    loss_scale_value: float = _key(1024.0, "fixed: the scale; dynamic: the initial scale")
+    seed: int = _key(42, "seeds weight init, shuffling and augmentation")
 
-    # --- knowledge distillation (train.py; src/engine/distill.py) -------------------------------------
-    # The teacher scores the student's training batches in inference mode; it must predict the same classes.
-    teacher_model: str = ""  # registered model name of the teacher (with teacher_ckpt); small_input as the student's
-    teacher_ckpt: str = ""  # the teacher's weights (every key and shape must fit teacher_model)
-    teacher_mindir: str = ""  # or: an exported teacher (.mindir, or .onnx with onnxruntime) instead of the two above
-    kd_temperature: float = 1.0  # T: both softmaxes are taken of logits / T
-    kd_weight: float = 0.5  # alpha: loss = (1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher || student)
+    teacher_model: str = _key("", "registered model name of the teacher (with teacher_ckpt); small_input as the "
+                                  "student's", section="knowledge distillation (train.py; src/engine/distill.py)",
+                              note="The teacher scores the student's training batches in inference mode; it must "
+                                   "predict the same classes.")
+    teacher_ckpt: str = _key("", "the teacher's weights (every key and shape must fit teacher_model)")
+    teacher_mindir: str = _key("", "or: an exported teacher (.mindir, or .onnx with onnxruntime) instead of the two "
+                                   "above")
+    kd_temperature: float = _key(1.0, "T: both softmaxes are taken of logits / T")
+    kd_weight: float = _key(0.5, "alpha: loss = (1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher || student)")
 
-    # --- run ---------------------------------------------------------------------------------------
-    mode: str = "graph"  # graph | pynative
-    device_target: str = "auto"  # auto | CPU | GPU | Ascend; auto: Ascend, else GPU, else CPU, whichever this
-    # MindSpore build and machine can use (the run's first line names it)
-    cpu_kernels: str = "auto"  # auto | off: on CPU, swap in src/kernels' fast cells (auto: when g++ builds them)
-    output_dir: str = "outputs/run"  # where the run's files go
-    ckpt_interval: int = 1  # save the latest checkpoint every this many epochs
-    ckpt_interval_steps: int = 0  # >0: also save a resumable mid-epoch checkpoint every this many steps
-    max_nonfinite_steps: int = 5  # stop after this many steps in a row with a non-finite loss or gradients (loss-
-    # scale overflows included: only a streak stops the run); such steps change no weight
-    keep_checkpoints: int = 3  # epoch checkpoints kept in output_dir (older ones are deleted)
-    log_interval: int = 50  # steps between progress lines
-    val_interval: int = 1  # epochs between validations; 0 disables validation during training
-    resume: str = ""  # checkpoint to continue from, or "auto" for the newest in output_dir
-    max_steps_per_epoch: int = 0  # >0 truncates epochs (smoke tests)
-    ckpt_path: str = ""  # validate.py / export.py / predict.py: the weights to use
-    mindir: str = ""  # validate.py: evaluate this exported MINDIR (or .onnx) file instead of a checkpoint
+    mode: str = _key("graph", "graph | pynative", section="run")
+    device_target: str = _key("auto", "auto | CPU | GPU | Ascend; auto: Ascend, else GPU, else CPU, whichever this "
+                                      "MindSpore build and machine can use (the run's first line names it)")
+    cpu_kernels: str = _key("auto", "auto | off: on CPU, swap in src/kernels' fast cells (auto: when g++ builds them)")
+    output_dir: str = _key("outputs/run", "where the run's files go")
+    ckpt_interval: int = _key(1, "save the latest checkpoint every this many epochs")
+    ckpt_interval_steps: int = _key(0, ">0: also save a resumable mid-epoch checkpoint every this many steps")
+    max_nonfinite_steps: int = _key(5, "stop after this many steps in a row with a non-finite loss or gradients "
+                                       "(loss-scale overflows included: only a streak stops the run); such steps "
+                                       "change no weight")
+    keep_checkpoints: int = _key(3, "epoch checkpoints kept in output_dir (older ones are deleted)")
+    log_interval: int = _key(50, "steps between progress lines")
+    val_interval: int = _key(1, "epochs between validations; 0 disables validation during training")
+    resume: str = _key("", 'checkpoint to continue from, or "auto" for the newest in output_dir')
+    max_steps_per_epoch: int = _key(0, ">0 truncates epochs (smoke tests)")
+    ckpt_path: str = _key("", "validate.py / export.py / predict.py: the weights to use")
+    mindir: str = _key("", "validate.py: evaluate this exported MINDIR (or .onnx) file instead of a checkpoint")
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -319,33 +322,14 @@ def save_config(cfg: Config, path: str):
     write_atomic(path, lambda f: yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False))
 
 
-def _field_docs():
-    """[(section title, section note, [key, ...])] in Config's order and {key: help}, read from Config's source so
-    that --help cannot drift from it: `# --- title ---` starts a section, a full-line comment right below the title
-    is the section's note, a key's trailing comment is its help and full-line comments right below continue it."""
-    source = textwrap.dedent(inspect.getsource(Config))
-    keys = {node.end_lineno: node.target.id for node in ast.parse(source).body[0].body
-            if isinstance(node, ast.AnnAssign)}
-    comments = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
-    sections, helps, owner = [], {}, None
-    for row, line in enumerate(source.splitlines(), 1):
-        if row in keys:
-            owner = keys[row]
-            helps[owner] = comments.get(row, "")
-            sections[-1][2].append(owner)
-        elif line.lstrip().startswith("#"):
-            title = re.fullmatch(r"-+ (.*?) -+", comments[row])
-            if title:
-                sections.append((title.group(1), [], []))
-                owner = None
-            elif owner:  # a word hyphenated across the line break is joined
-                helps[owner] += ("" if helps[owner].endswith("-") else " ") + comments[row]
-            elif sections:
-                sections[-1][1].append(comments[row])
-        else:
-            owner = None
-    return [(title, " ".join(note), names) for title, note, names in sections], helps
+def _sections():
+    """[(title, note, [field, ...])] in Config's order, from the fields' metadata."""
+    sections = []
+    for field_ in dataclasses.fields(Config):
+        if "section" in field_.metadata:
+            sections.append((field_.metadata["section"], field_.metadata["note"], []))
+        sections[-1][2].append(field_)
+    return sections
 
 
 def _type_name(hint) -> str:
@@ -369,17 +353,17 @@ def yaml_text(value) -> str:
 def config_help(skip=()) -> str:
     """Every Config key by section with its type, meaning, allowed range and default: the scripts' --help epilog.
     `skip`: keys a script takes as flags of its own."""
-    sections, helps = _field_docs()
     rules = {key: rule for keys, rule, _ in RANGES for key in keys}
     lines = ["config keys: --key value (a list: --key a,b), or key: value in the --config YAML file, which overrides",
              "the defaults shown; flags override both."]
-    for title, note, names in sections:
+    for title, note, fields in _sections():
         lines += ["", f"{title}:"] + textwrap.wrap(note, 116, initial_indent="  ", subsequent_indent="  ")
-        for name in (n for n in names if n not in skip):
-            field_ = _FIELDS[name]
+        for field_ in (f for f in fields if f.name not in skip):
+            name = field_.name
             default = field_.default_factory() if field_.default is dataclasses.MISSING else field_.default
             head = f"  --{name} {_type_name(_HINTS[name])}"
-            text = helps[name] + (f"; {rules[name]}" if name in rules else "") + f" (default: {yaml_text(default)})"
+            text = (field_.metadata["help"] + (f"; {rules[name]}" if name in rules else "")
+                    + f" (default: {yaml_text(default)})")
             wrapped = textwrap.wrap(text, 120 - 36)
             if len(head) > 34:
                 lines += [head] + [" " * 36 + part for part in wrapped]

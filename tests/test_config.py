@@ -207,7 +207,7 @@ def test_train_help_lists_every_key_with_its_type_default_and_meaning(capsys):
     order = [text.index(f"\n{title}:\n") for title in ("model", "data", "optimisation", "run")]
     assert order == sorted(order)
     assert "The teacher scores the student's training batches" in text
-    # a key's comment continued on the next source line is one help text
+    # a help text longer than one line is one entry
     assert "(loss-scale overflows included: only a streak stops the run)" in entries["max_nonfinite_steps"]
     assert max(len(line) for line in text.splitlines()) <= 120
 
