@@ -1,17 +1,9 @@
 """How redundant a layer's feature maps are: the "ghosts" that motivate Ghost modules (GhostNet paper, Fig. 1).
 
-A layer's output for one image is C maps of H x W. Two maps are compared by the cosine similarity of the maps
-flattened to vectors; a channel's redundancy is its highest similarity to any other channel, and a layer's
-redundancy is the mean of that over its channels (1.0: every map is a scaled copy of another; 0.0: all maps are
-orthogonal). scripts/visualize_features.py draws the maps and prints these figures.
-
-Cosine similarity is taken of the raw maps, not centred: after a ReLU every map is non-negative, so two maps
-that are both active over most of the image already score well above 0. Compare layers at the same position
-(both after, or both before, their activation). Maps of 1 x 1 are single numbers, whose cosine is always +-1: the
-figure means something only for maps with some spatial extent.
-
-An all-zero map (a channel the ReLU switched off everywhere, common in untrained networks) has no direction: it
-gets similarity 0 to every map, takes part in no pair, is left out of the mean and counted in `dead_channels`.
+A channel's redundancy is the highest cosine similarity of its map to any other channel's (raw maps, not centred),
+a layer's the mean over its live channels (1.0: every map a scaled copy of another; 0.0: all orthogonal). An
+all-zero map has no direction: it takes part in no pair and is counted in `dead_channels`. Compare layers at the
+same position relative to their activation; 1 x 1 maps always score +-1.
 """
 import numpy as np
 

@@ -1,12 +1,8 @@
-"""Knowledge distillation: the teacher a run learns from (the config's teacher_* keys; the loss is in loss.py).
+"""Knowledge distillation's teacher: a registered model with a checkpoint's weights, or an exported MINDIR / ONNX file.
 
-The teacher is a registered model holding a checkpoint's weights (`teacher_model` + `teacher_ckpt`) or an exported
-MINDIR / ONNX file (`teacher_mindir`). It scores the batch the student trains on (the same augmented images) in
-inference mode: BN on its moving statistics, no dropout. It runs as its own graph before the train step and its
-logits enter the step as an input (TrainStep's third argument), so it costs no gradients, its weights are not
-trainable, not in the optimizer and not in the run's checkpoints. It does not run inside the step because a
-loaded MINDIR (`nn.GraphCell`) cannot be called from another compiled cell; this way both kinds of teacher work
-the same in graph and PyNative mode.
+It scores the student's batch in inference mode as its own graph before the train step, whose third input its
+logits are: a loaded MINDIR (`nn.GraphCell`) cannot be called from another compiled cell, and so the teacher costs
+no gradients and is in no optimizer or checkpoint.
 """
 import dataclasses
 

@@ -1,11 +1,5 @@
-"""Evaluation of any callable network (a model cell, an AMP-wrapped cell, a GraphCell over an exported MINDIR)
-on an evaluation dataset of (image, integer label) batches; train.py's per-epoch validation and validate.py
-share it.
-
-In a multi-device run each rank evaluates its own shard (create_dataset with num_shards/shard_id: every image on
-exactly one rank, no padding) and `across_ranks=True` sums the meters of all ranks, so every rank reports the
-figures of the whole set.
-"""
+"""Evaluation of any callable network (a cell, an AMP-wrapped cell, an exported model) on (image, label) batches,
+shared by training's validation and validate.py; `across_ranks=True` sums every rank's meter over its shard."""
 import mindspore.nn as nn
 
 from src.distributed import sum_across_ranks

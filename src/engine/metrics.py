@@ -1,17 +1,7 @@
-"""Classification metrics from accumulated logits: top-k accuracy, loss, confusion matrix and per-class
-precision / recall / F1 with macro and support-weighted averages, plus a text report in the spirit of
-sklearn's `classification_report`.
-
-Conventions (as sklearn with zero_division=0): a class never predicted has precision 0, a class absent from the
-labels has recall 0, and F1 is 0 when precision + recall is 0. Rows of the confusion matrix are true classes,
-columns predicted classes. `top5` is top-min(5, classes) accuracy.
-
-A split may lack images of some of the model's classes (a small val set, or one without a rare class): their
-confusion-matrix rows are zero and the report lists them as `classes_without_images`. Macro averages take, as
-sklearn's `classification_report(y_true, y_pred)` does by default, the classes that occur among the labels or the
-predictions: a class with no images that is also never predicted is left out (its zeros would say nothing about
-the model), one that is predicted counts with recall 0 and precision 0. Weighted averages weigh by support, so
-classes without images never count there.
+"""Classification metrics from accumulated logits: top-k accuracy, loss, confusion matrix, per-class precision /
+recall / F1 with macro and weighted averages, and a text report, following sklearn's `classification_report`
+(zero_division=0; macro averages over the classes among the labels or predictions). Rows of the confusion matrix
+are true classes; classes of the model without images in the split are listed as `classes_without_images`.
 """
 import numpy as np
 

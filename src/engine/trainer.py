@@ -1,30 +1,8 @@
-"""The epoch loop: training with progress lines, validation (on the EMA weights when kept), checkpoints,
-metrics history, resuming and the final curves. The mechanisms it leans on are named pieces beside it:
-`interrupt.py` (SIGINT / SIGTERM), `resume.py` (which checkpoint to continue from), `progress.py` (an epoch's
-running figures and the printed lines), `nonfinite.py` (non-finite losses), `cadence.py` (when to log, validate,
-save).
+"""The epoch loop: training with progress lines, validation (on the EMA weights when kept), checkpoints, metrics
+history and resuming; signals, resume search, progress, non-finite losses and cadence are the small modules beside it.
 
-Resuming restores the weights, optimizer state (and with it the LR step), EMA, loss scale, epoch and best top-1,
-and the data order follows from (seed, epoch) (epoch_data.py), so a resumed run ends with the weights of an
-uninterrupted one. Exceptions, where MindSpore keeps random state that cannot be saved or seeded: dropout on CPU
-(`nn.Dropout` draws from a per-kernel generator), so with drop_rate > 0 the masks after a resume differ; and
-random erasing with num_workers > 1, which differs between two pipelines built with the same seed.
-
-Reliability (see README "What you can rely on"):
-- SIGINT / SIGTERM: the step under way finishes, the training state is saved (`epoch_NNNN_step_SSSS.ckpt`, SSSS
-  batches into epoch NNNN + 1; `epoch_NNNN.ckpt` between epochs) and `TrainingInterrupted` is raised; train.py
-  exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM; MindSpore's runtime turns a SIGINT that
-  lands inside a graph run into SIGTERM). A second signal stops at once (KeyboardInterrupt); checkpoint writes are
-  atomic, so nothing on disk is left half-written.
-- `ckpt_interval_steps` > 0 also saves such a mid-epoch checkpoint every that many steps, for runs that are killed
-  without warning (SIGKILL, out of memory, power loss).
-- Resuming mid-epoch rebuilds the epoch's pipeline from (seed, epoch) and skips the batches already consumed
-  (they are drawn and discarded, so the augmentation draws stay in step).
-- A step whose loss or gradients are not finite changes no weight (train_step.py); after `max_nonfinite_steps` of them
-  in a row `NonFiniteLossError` stops the run. No checkpoint is written while such a streak lasts, so best.ckpt and
-  the latest checkpoint stay the last good ones.
-Every checkpoint written carries the metadata `model` and `class_names` (a JSON list: the training split's classes,
-which the network's outputs stand for).
+A resumed run ends with an uninterrupted one's weights (state restored, data order from (seed, epoch)), except for
+random state MindSpore cannot save: dropout masks on CPU and random erasing with num_workers > 1.
 """
 import contextlib
 import json

@@ -1,20 +1,12 @@
 """Ghost-ResNets from the GhostNet paper: ResNet-50 (ImageNet) and ResNet-56 (CIFAR) with Ghost modules.
 
-Every conv except the stem is replaced by a `GhostModule` (ratio `ghost_ratio` = s, cheap depthwise kernel
-`dw_size` = d). The Ghost module carries its own BNs, so each conv + BN pair of the plain ResNet becomes one
-module, and its primary conv takes the kernel size and stride of the conv it replaces (a strided 3x3 conv
-becomes a strided 3x3 primary conv; the strided 1x1 projection shortcut a strided 1x1 one). Where the plain
-ResNet has no ReLU right after the BN (last conv of a block, projection shortcut) the module has act=None,
-so the residual add and the ReLU after it stay exactly as in ResNet.
+Every conv + BN pair but the stem's is one `GhostModule` (ratio `ghost_ratio` = s, cheap kernel `dw_size` = d) with
+the kernel size and stride of the conv it replaces, and act=None where ResNet has no ReLU after the BN, so residual
+adds are ResNet's. ResNet-50's classifier is a Ghost module too, as in the paper's accounting (12.93M / 6.62M params
+at s=2 / 4); `ghost_classifier=False` keeps a dense one (the official sketch's, better for fine-tuning).
 
-The registered ResNet-50 variants follow the paper's accounting (13.0M at s=2, 6.5M at s=4): the classifier too is
-a Ghost module (a 1x1 conv on the pooled map), giving 12.93M / 6.62M. The official sketch keeps a dense classifier
-instead (13.95M / 8.15M): pass `ghost_classifier=False` for it. On a 1x1 map the cheap op can only rescale primary
-logits, so with the Ghost classifier the logits come in groups of s that are affine functions of one number each;
-fine-tuning on a new label set is a case where the dense head is the better choice.
-
-Options: `ghost_ratio` (s, fixed by the name for ResNet-50), `dw_size` (d, 3), `ghost_classifier`, `drop_rate`
-(dropout before the classifier, 0), `small_input` (see `GhostResNet`).
+Options: `ghost_ratio` (fixed by the name for ResNet-50), `dw_size` (3), `ghost_classifier`, `drop_rate` (0),
+`small_input` (see `GhostResNet`).
 """
 import mindspore.nn as nn
 import mindspore.ops as ops

@@ -1,14 +1,9 @@
 """Ghost-VGG-16 for CIFAR (GhostNet paper, Table 4 and the ratio ablation of Table 3).
 
-VGG-16 with BN whose 13 3x3 convs are all Ghost modules (each carries its own BNs and ReLU), ratio
-`ghost_ratio` = s, cheap depthwise kernel `dw_size` = d. The head is global pool -> 512 -> ReLU -> dropout ->
-classes: of the common CIFAR VGG-16 heads it is the one that reproduces the paper's figures, within 1% for every
-s of the ratio ablation (in the registry metadata) and for plain VGG-16 (15M params, 313M MACs). A single
-512 -> 10 layer falls 9% short at s=5; a 512 -> 512 -> 512 -> 10 head is 7% over.
-
-`ghost_ratio=1` builds that plain VGG-16 (conv + BN + ReLU, Table 4's baseline: 14.99M params, 313.5M MACs) with
-the same cell names (`features.N.primary_conv.0` is every layer's conv), so that the feature maps of a network and
-its Ghost version can be compared layer by layer (scripts/visualize_features.py).
+VGG-16 with BN whose 13 3x3 convs are Ghost modules (ratio `ghost_ratio` = s, cheap kernel `dw_size` = d); the head
+global pool -> 512 -> ReLU -> dropout -> classes is the common CIFAR head that reproduces the paper's figures (within
+1% for every s). `ghost_ratio=1` is plain VGG-16 with the same cell names, so that the two compare layer by layer
+(scripts/visualize_features.py).
 """
 import mindspore.nn as nn
 

@@ -1,20 +1,11 @@
 """GhostNet v1 (Han et al., CVPR 2020): Ghost bottlenecks, the table-driven network and its variants.
 
-Variants: `ghostnet_050`, `ghostnet_100`, `ghostnet_130` (width 0.5 / 1.0 / 1.3) and `ghostnet_100_nose`
-(1.0x with every SE removed: 3,678,640 params, 139.65M MACs at 224; 138.4M with the paper's 37 Pets classes).
-`GhostNet` is shared with `ghostnet600.py`, which only brings its own table, and with GhostNetV2 / V3
-(`ghostnetv2.py`, `ghostnetv3.py`), which reuse the table with DFC attention and re-parameterisable blocks.
+Variants: `ghostnet_050`, `ghostnet_100`, `ghostnet_130` (width 0.5 / 1.0 / 1.3) and `ghostnet_100_nose` (1.0x
+without SE). `GhostNet` also builds GhostNet-600 (its own table) and GhostNetV2 / V3 (this table). Child names
+mirror the official / timm state_dict, so a PyTorch checkpoint converts key for key.
 
-Child names mirror the official / timm state_dict (`conv_stem`, `bn1`, `blocks.{stage}.{block}.ghost1...`,
-`blocks.9.0.conv`, `conv_head`, `classifier`), so a PyTorch checkpoint converts key for key once BN's
-weight / bias / running_mean / running_var are renamed gamma / beta / moving_mean / moving_variance.
-
-Options:
-- `width`: channel multiplier (channels rounded to multiples of 4).
-- `drop_rate`: dropout before the classifier (0.2).
-- `small_input`: for 28-32 px images (MNIST, CIFAR). The stem and the first stride-2 stage use stride 1, so the
-  network downsamples 8x instead of 32x: a 32 px input ends on a 4x4 map instead of 1x1 (28 px: 4x4). The weights
-  are unchanged; GhostNet 1.0x with 10 classes then costs 42.68M MACs at 32x32 (5.54M without the option).
+Options: `width` (channels rounded to multiples of 4), `drop_rate` (before the classifier, 0.2), `small_input`
+(28-32 px images: stride-1 stem and first stride-2 stage, 8x downsampling instead of 32x; same weights).
 """
 from collections import namedtuple
 

@@ -1,15 +1,10 @@
 """GhostNet-600 from the MindSpore model zoo (`research/cv/ghostnet/src/ghostnet600.py`): 80.2 top-1 reported.
 
-GhostNet v1's network (`GhostNet` in ghostnet.py) with a wider, deeper table: width 1.75, h-swish everywhere, SE in
-all 19 bottlenecks (squeeze to make_divisible(mid // 10, 8)), mid channels = make_divisible(in * ratio, 8) (the
-zoo's expansion column is ignored), 1680-channel final conv and a 1400-wide head. 11,939,796 params as in the zoo;
-conv + dense MACs at 224 are 491.66M, below the 591M FLOPs the zoo reports (its counting convention is not stated).
-
-Blocks are grouped into stages like v1 (a strided block alone, then the stride-1 blocks), so `blocks.9.0` is the
-final conv as in v1. The zoo's own checkpoints are flat (`blocks.0` ... `blocks.19`) and name conv-BN pairs
-`conv` / `bn`, so they need a key map to load here. Init follows the zoo: He-normal (fan-out) convs, N(0, 0.01)
-classifier, zero biases. Options as for GhostNet v1 (`small_input`, `drop_rate`, `width`); the zoo's
-builder defaults to dropout 0.8, here it is 0.2 like the other variants.
+GhostNet v1's network on a wider, deeper table: width 1.75, h-swish everywhere, SE in all 19 bottlenecks (squeeze
+make_divisible(mid // 10, 8)), mid = make_divisible(in * ratio, 8), a 1680-channel final conv and a 1400-wide head;
+11,939,796 params as in the zoo. Stages are grouped as in v1 (the zoo's flat checkpoints load through
+src/checkpoint's layouts); init follows the zoo. Options as for v1; dropout defaults to 0.2 (the zoo's 0.8 is
+keep_prob).
 """
 import mindspore.nn as nn
 from mindspore.common.initializer import HeNormal, Normal, Zero, initializer

@@ -1,12 +1,8 @@
 """GhostNetV2 (Tang et al., NeurIPS 2022): GhostNet v1 with DFC attention on the expanding Ghost modules.
 
-Variants: `ghostnetv2_100`, `ghostnetv2_130`, `ghostnetv2_160` (width 1.0 / 1.3 / 1.6). The network is v1's
-(`build_ghostnet` in ghostnet.py: same table, stem and head); ghost1 of every bottleneck but the first two (14 of
-16) gates its output with decoupled fully connected attention (`DFCAttention` in layers.py), which adds 974,400
-params and 25.9M MACs at 224 to the 1.0x model. Child names follow timm's state_dict (`...ghost1.short_conv.0`),
-so timm / official checkpoints convert key for key. Unlike the reference code, inputs down to 32 px work.
-
-Options as for GhostNet v1 (`small_input`, `drop_rate`, `width`).
+Variants: `ghostnetv2_100`, `ghostnetv2_130`, `ghostnetv2_160` (width 1.0 / 1.3 / 1.6): v1's table, stem and head
+(`build_ghostnet`), with ghost1 of every bottleneck but the first two gated by `DFCAttention`. Child names follow
+timm's state_dict; unlike the reference code, inputs down to 32 px work. Options as for GhostNet v1.
 """
 from src.models.ghostnet import build_ghostnet
 from src.models.registry import register_model

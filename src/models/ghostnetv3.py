@@ -1,22 +1,11 @@
 """GhostNetV3 (Liu et al., 2024): GhostNetV2 trained with re-parameterisable branches and deployed as GhostNetV2.
 
-Variants: `ghostnetv3_050`, `ghostnetv3_100`, `ghostnetv3_130`, `ghostnetv3_160` (width 0.5 / 1.0 / 1.3 / 1.6).
-The network is GhostNetV2's (v1 table, DFC attention in ghost1 of every bottleneck but the first two), built in
-its training form, where each conv that inference keeps single is a sum of parallel branches:
-
-- a Ghost module's primary 1x1 conv: `BRANCHES` conv-BN branches;
-- its cheap depthwise 3x3 conv: `BRANCHES` depthwise conv-BN branches + a 1x1 depthwise conv-BN (`scale`) + a BN
-  on the input itself (`skip`, an identity branch);
-- a strided bottleneck's depthwise conv: `BRANCHES` depthwise conv-BN branches + a 1x1 conv-BN `scale` branch.
-
-`reparameterize()` on those cells (src.deploy.reparameterize(net) calls it on every cell, export does too) fuses
-each sum, in eval mode, into one conv with a bias, in place: the result is GhostNetV2 with those BNs folded.
-1.0x: 8,129,028 params and 404.13M MACs at 224 in training form, 6,147,588 and 167.05M deployed. The DFC
-attention is not re-parameterised (BN folding takes it).
-
-Child names follow timm's state_dict in both forms (`ghost1.primary_rpr_conv.0.conv`, `dw_rpr_scale.bn1`;
-deployed: `ghost1.primary_conv.0` and `conv_dw` with biases), so training-form and deployed timm checkpoints
-convert key for key. Options as for GhostNet v1 (`small_input`, `drop_rate`, `width`).
+Variants: `ghostnetv3_050`, `ghostnetv3_100`, `ghostnetv3_130`, `ghostnetv3_160` (width 0.5 / 1.0 / 1.3 / 1.6),
+built in training form: a Ghost module's primary 1x1 conv is `BRANCHES` conv-BN branches, its cheap depthwise conv
+`BRANCHES` branches + a 1x1 `scale` branch + a BN `skip` branch, a strided block's depthwise conv `BRANCHES`
+branches + a `scale` branch. `reparameterize()` (src.deploy.reparameterize calls it on every cell) fuses each sum,
+in eval mode, into one conv with a bias. Child names follow timm's in both forms, so timm checkpoints of either
+convert key for key. Options as for GhostNet v1.
 """
 import numpy as np
 import mindspore.nn as nn
