@@ -4,6 +4,9 @@ Inputs are tiny (batch 2, 32 px, 10 classes) because each graph compile costs se
 """
 import contextlib
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -207,3 +210,15 @@ def test_ghostnet_100_nose_is_ghostnet_100_without_se():
 def test_ghost_speedup_approaches_s():
     assert ghost_speedup(c=128, n=128, k=3, d=3, s=2) == pytest.approx(2 * 128 / (128 + 1))
     assert ghost_speedup(c=4096, n=256, k=3, d=3, s=4) == pytest.approx(4, rel=1e-2)
+
+
+def test_models_import_nothing_of_the_repo_but_themselves():
+    """The zoo reads no files and swaps no cells: its modules load no module of src outside src.models."""
+    check = ("import importlib, pkgutil, sys, src.models\n"
+             "for module in pkgutil.iter_modules(src.models.__path__, 'src.models.'):\n"
+             "    importlib.import_module(module.name)\n"
+             "print(' '.join(m for m in sys.modules if m.startswith('src.') and m.split('.')[1] not in "
+             "('models', 'runtime')))")  # src/__init__.py runs src.runtime
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", check], cwd=repo, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
