@@ -118,8 +118,9 @@ def test_own_images_with_the_pets_recipe(tmp_path, capsys):
               "--pretrained", pretrained, "--model", "ghostnet_050", "--image_size", "32", "--epochs", "1",
               "--batch_size", "2", "--max_steps_per_epoch", "1", "--num_workers", "1", "--mode", "pynative"]
     train.main([*common, "--output_dir", str(tmp_path / "run")])
-    first = capsys.readouterr().out.splitlines()[0]
-    assert "2 classes" in first and "train 4 images (train), val 2 (val)" in first and "CPU" in first
+    placed, summary = capsys.readouterr().out.splitlines()[:2]
+    assert placed.startswith("rank 0 of 1 (local 0 of 1 on this host): CPU (no device id on CPU), 1 data worker")
+    assert "2 classes" in summary and "train 4 images (train), val 2 (val)" in summary and "CPU" in summary
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "train_split: train\nval_split: val\n" in saved and "device_target: CPU\n" in saved
     os.rename(os.path.join(data_dir, "val"), os.path.join(data_dir, "holdout"))
