@@ -27,7 +27,7 @@ from src.checkpoint import CheckpointError, load_pretrained
 from src.config import ConfigError, config_from_command_line, prepare_output_dir, save_config
 from src.configured_model import for_this_device, model_for_data
 from src.data import DatasetError, create_dataset
-from src.device import setup_context
+from src.device import placement, setup_context
 from src.distributed import init_distributed
 from src.engine import (DistillationLoss, EpochData, ModelEMA, NonFiniteLossError, SoftTargetCrossEntropy, Trainer,
                         TrainingInterrupted, TrainingState, TrainStep, build_lr_schedule, build_teacher,
@@ -40,6 +40,7 @@ def main(argv=None):
 
     device = setup_context(cfg, training=True)  # before any data is read: an unusable device fails here
     dist = init_distributed(device)
+    print(placement(cfg).line(dist.rank, dist.world_size), flush=True)  # every rank's first line: what it got
     if dist.is_main:
         prepare_output_dir(cfg.output_dir)
         save_config(cfg, os.path.join(cfg.output_dir, "config.yaml"))
@@ -51,7 +52,7 @@ def main(argv=None):
     info = train_data.info
 
     network = for_this_device(model_for_data(cfg, info), cfg)  # before the optimizer: it swaps cells, not parameters
-    if dist.is_main:  # the run's first line
+    if dist.is_main:  # the run's summary
         print(f"{cfg.model}: {count_params(network) / 1e6:.2f}M parameters, {info.num_classes} classes, "
               f"{info.in_channels} channel(s), {cfg.image_size} px | train {info.num_samples} images "
               f"({cfg.train_split}), val {val_info.num_samples} ({cfg.val_split}) | {dist.world_size} device(s), "

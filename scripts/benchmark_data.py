@@ -2,6 +2,7 @@
 
     python scripts/benchmark_data.py                                   # 1024 JPEGs, 3 rounds: the README figures
     python scripts/benchmark_data.py --images 256 --rounds 1 --json data.json
+    python scripts/benchmark_data.py --scan_files 200000 --scan_classes 1000   # an epoch's start-up on a big folder
 
 Generates `--images` ImageNet-sized JPEGs (500x375, 375x500, 500x333...: smooth colour fields, blotches and
 noise, quality 90, about 100 KB each) under a temporary train/<class>/ folder, plus `--eval_images` more under
@@ -15,6 +16,12 @@ random erasing) at `--batch_size` with `--workers` workers in:
   (.venv-torch, or $TORCH_PYTHON) when there is one.
 Each loader first pulls a few batches (imports, thread pools, file cache), then a whole epoch is timed from the
 iterator's creation to its last batch. Ratios are ours over the other, of the median rounds.
+
+`--scan_files N`: instead, what starting a training epoch costs on a folder of N empty image files in
+`--scan_classes` class folders (a temporary folder, deleted afterwards), in one process, `--rounds` times each,
+alternating: reading the split (listing every folder) and building the pipeline, as every epoch did before the
+split was read once per run, against building the pipeline over the list read once, as every epoch after the
+first does now.
 
 Evaluation: our evaluation tensors of the val images (`create_dataset(..., training=False)`) are compared with
 timm's evaluation transform of the same files (mean and max |difference|, in normalised units).
@@ -44,6 +51,9 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="time every loader this many times, round-robin")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="worker threads / processes of every loader")
+    parser.add_argument("--scan_files", type=int, default=0,
+                        help="time an epoch's start-up on this many empty files instead (0: the loader comparison)")
+    parser.add_argument("--scan_classes", type=int, default=1000, help="class folders of the --scan_files tree")
     parser.add_argument("--json", help="also write the measurements to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one measurement
     return parser.parse_args(argv)
@@ -121,6 +131,39 @@ def ours_worker(spec):
     return _time_epoch(_mindspore_iterator(dataset), lambda batch: len(batch[0]))
 
 
+def make_empty_tree(root, files, classes):
+    """root/train/class_<k>/<j>.JPEG, `files` empty files spread evenly over `classes` folders."""
+    for k in range(classes):
+        os.makedirs(os.path.join(root, "train", f"class_{k:04d}"))
+    for j in range(files):
+        open(os.path.join(root, "train", f"class_{j % classes:04d}", f"{j:07d}.JPEG"), "wb").close()
+
+
+def scan_worker(spec):
+    """Seconds to start an epoch's pipeline: reading the split each time (before) or over the list read once
+    (after), alternating for `rounds` rounds; and the read alone."""
+    sys.path.insert(0, REPO)
+    import src  # noqa: F401  (before mindspore)
+    from src.config import load_config
+    from src.data import create_dataset, read_split
+    cfg = load_config(RECIPE, dict(data_dir=spec["data"], batch_size=spec["batch_size"],
+                                   num_workers=spec["workers"]))
+    split = read_split(cfg, "train", True)  # the once-per-run read (also warms the file system's cache)
+    times = {"read_split": [], "before": [], "after": []}
+    for _ in range(spec["rounds"]):
+        start = time.perf_counter()
+        read_split(cfg, "train", True)
+        times["read_split"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        create_dataset(cfg, "train", True)
+        times["before"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        create_dataset(cfg, "train", True, data=split)
+        times["after"].append(time.perf_counter() - start)
+    return {"files": len(split.labels), "classes": len(split.class_names),
+            **{key: {"median_s": statistics.median(values), "rounds_s": values} for key, values in times.items()}}
+
+
 def mindcv_worker(spec):
     from mindcv.data import create_dataset, create_loader, create_transforms
     recipe = spec["recipe"]
@@ -160,7 +203,7 @@ def timm_worker(spec):
 
 
 WORKERS = {"ours": ours_worker, "ours_eval": ours_worker, "mindcv": mindcv_worker, "timm": timm_worker,
-           "timm_eval": timm_worker}
+           "timm_eval": timm_worker, "scan": scan_worker}
 
 
 # ---------------------------------------------------------------- driver
@@ -268,11 +311,36 @@ def table(rows, evaluation, args):
     return "\n".join(lines)
 
 
+def scan(args):
+    """The --scan_files measurement -> its record; prints a table."""
+    with tempfile.TemporaryDirectory(prefix="benchmark_scan_") as data:
+        start = time.perf_counter()
+        make_empty_tree(data, args.scan_files, args.scan_classes)
+        print(f"{args.scan_files} empty files in {args.scan_classes} class folders made in "
+              f"{time.perf_counter() - start:.0f} s; {os.cpu_count()} cores", flush=True)
+        result = _run(sys.executable, dict(kind="scan", data=data, batch_size=args.batch_size, workers=args.workers,
+                                           rounds=args.rounds))
+    if "error" in result:
+        raise SystemExit(f"error: {result['error']}")
+    print(f"| an epoch's start-up ({result['files']} files, {result['classes']} classes, median of {args.rounds}) "
+          f"| seconds |\n|---|---|\n"
+          f"| before: read the split (list every folder) + build the pipeline | {result['before']['median_s']:.2f} |\n"
+          f"| after: build the pipeline over the list read once | {result['after']['median_s']:.2f} |\n"
+          f"| the read alone (once per run now) | {result['read_split']['median_s']:.2f} |")
+    return {"scan": result, "args": vars(args)}
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         spec = json.loads(args.worker)
         print(json.dumps(WORKERS[spec["kind"]](spec)))
+        return
+    if args.scan_files:
+        record = scan(args)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(record, f, indent=2)
         return
     classes = max(1, min(10, args.images))
     recipe = _recipe()

@@ -51,7 +51,8 @@ class Config:
     image_size: int = _key(224, "input height and width in pixels")
     batch_size: int = _key(128, "per device")
     eval_batch_size: Optional[int] = _key(None, "null: same as batch_size")
-    num_workers: int = _key(2, "data-loading workers (at most the CPU count is used)")
+    num_workers: int = _key(2, "data-loading workers per pipeline stage of each process (at most this "
+                                    "host's CPUs divided by the processes the launcher started on it)")
     crop_pct: Optional[float] = _key(None, "eval resize = image_size / crop_pct; null: 0.875 for ImageNet-like data, "
                                            "the whole image for small data")
     interpolation: str = _key("bilinear", "resize filter: nearest | bilinear | bicubic | area")
@@ -107,6 +108,8 @@ class Config:
     mode: str = _key("graph", "graph | pynative", section="run")
     device_target: str = _key("auto", "auto | CPU | GPU | Ascend; auto: Ascend, else GPU, else CPU, whichever this "
                                       "MindSpore build and machine can use (the run's first line names it)")
+    device_id: Optional[int] = _key(None, "GPU / Ascend: the device of this host to use; null: the process's local "
+                                          "rank under mpirun, msrun's choice under msrun, 0 alone (not used on CPU)")
     cpu_kernels: str = _key("auto", "auto | off: on CPU, swap in src/kernels' fast cells (auto: when g++ builds them)")
     output_dir: str = _key("outputs/run", "where the run's files go")
     ckpt_interval: int = _key(1, "save the latest checkpoint every this many epochs")
@@ -187,6 +190,7 @@ RANGES = [
       "max_nonfinite_steps"), "at least 1", lambda v: v >= 1),
     (("num_classes", "in_channels", "eval_batch_size", "ghost_ratio"), "at least 1 (or null)",
      lambda v: v is None or v >= 1),
+    (("device_id",), "at least 0 (or null)", lambda v: v is None or v >= 0),
     (("width",), "greater than 0 (or null)", lambda v: v is None or v > 0),
     (("crop_pct",), "in (0, 1] (or null)", lambda v: v is None or 0 < v <= 1),
     (("lr", "opt_eps", "decay_epochs", "loss_scale_value", "kd_temperature"), "greater than 0", lambda v: v > 0),

@@ -109,7 +109,7 @@ OUT_OF_RANGE = dict(
     warmup_epochs=-1.0, warmup_lr=-0.1, min_lr=-1e-6, decay_epochs=0.0, decay_rate=1.5, label_smoothing=1.0,
     ema_decay=1.0, clip_grad_norm=-1.0, loss_scale_value=0.0, seed=-1,
     kd_temperature=0.0, kd_weight=1.5,
-    ckpt_interval=0, ckpt_interval_steps=-1, max_nonfinite_steps=0, keep_checkpoints=0, log_interval=0,
+    device_id=-1, ckpt_interval=0, ckpt_interval_steps=-1, max_nonfinite_steps=0, keep_checkpoints=0, log_interval=0,
     val_interval=-1, max_steps_per_epoch=-1,
 )
 

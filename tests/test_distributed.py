@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from src.data import create_dataset
+from src.device import workers_per_rank
 from src.engine.evaluate import evaluate
 from src.engine.metrics import ClassificationMeter
 from tests.data_fixtures import make_idx_dataset
@@ -142,6 +143,10 @@ def test_two_ranks_train_and_validate_as_one_process_with_the_combined_batch(tmp
     assert (last["val_top1"], last["val_top5"]) == (expected["top1"], expected["top5"])
     assert last["val_loss"] == pytest.approx(expected["loss"], rel=1e-6)
     assert "2 device(s)" in result.stdout and result.stdout.count("epoch 4/4 done") == 1  # rank 0 prints
+    workers = workers_per_rank(1, local_size=2, cpu_count=os.cpu_count())  # each rank's first line says what it got
+    for rank in (0, 1):
+        assert (f"rank {rank} of 2 (local {rank} of 2 on this host): CPU (no device id on CPU), {workers} data "
+                f"worker(s) per stage ({os.cpu_count()} CPUs / 2 local rank(s))") in result.stdout
 
 
 @needs_mpi

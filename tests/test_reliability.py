@@ -29,6 +29,7 @@ from src.engine.lr_schedule import build_lr_schedule
 from src.engine.nonfinite import NonFiniteLossError
 from src.engine.optim import create_optimizer
 from src.engine.run_state import RunCheckpoints, TrainingState
+from src.engine.step_values import PendingSteps
 from src.engine.train_step import TrainStep, create_loss_scaler
 from tests.data_fixtures import make_idx_dataset, make_image_folder, make_oxford_pets, write_idx
 from tests.engine_fixtures import TinyNet, tiny_config, write_config
@@ -271,13 +272,13 @@ def test_nonfinite_step_changes_no_weight_nor_bn_statistic(mode, loss_scale):
     step.set_train()
     labels = Tensor(np.eye(4, dtype=np.float32))
     before = {p.name: p.asnumpy().copy() for p in net.get_parameters()}
-    step(Tensor(np.full((4, 1, 8, 8), np.nan, np.float32)), labels)
-    assert int(step.updated.asnumpy()) == 0
+    _, _, updated = step(Tensor(np.full((4, 1, 8, 8), np.nan, np.float32)), labels)
+    assert int(updated.asnumpy()) == 0
     for p in net.get_parameters():  # BN moving statistics too: the NaN forward pass moved them, they are put back
         assert np.array_equal(p.asnumpy(), before[p.name]), p.name
     assert int(optimizer.global_step.asnumpy()[0]) == 0
-    step(Tensor(np.random.default_rng(0).normal(size=(4, 1, 8, 8)).astype(np.float32)), labels)
-    assert int(step.updated.asnumpy()) == 1 and int(optimizer.global_step.asnumpy()[0]) == 1
+    _, _, updated = step(Tensor(np.random.default_rng(0).normal(size=(4, 1, 8, 8)).astype(np.float32)), labels)
+    assert int(updated.asnumpy()) == 1 and int(optimizer.global_step.asnumpy()[0]) == 1
     assert not np.array_equal(net.conv_stem.weight.asnumpy(), before["conv_stem.weight"])
 
 
@@ -307,6 +308,36 @@ def test_nonfinite_losses_in_a_row_stop_the_run_keeping_the_good_checkpoints(tmp
     tensors, meta = read_checkpoint(str(run / "epoch_0000_step_0006.ckpt"))
     assert meta["epoch_step"] == 6 and meta["epoch_counted"] == 4  # steps 4 and 5 did not count
     assert all(np.isfinite(t.asnumpy()).all() for t in tensors.values())
+
+
+def test_step_values_are_read_at_the_progress_lines_and_a_streak_stops_the_run_at_the_next_read(
+        tmp_path, monkeypatch, capsys):
+    """log_interval 4: the steps' values are read at the first step (its time is the compile's) and at each
+    progress line, four steps at a time. Steps 5-7 are not finite (max_nonfinite_steps 3): the streak is noticed
+    at the read after step 8, and the error names step 7, the streak's last."""
+    calls, reads = [], []
+    real_call, real_read = TrainStep.__call__, PendingSteps.read
+
+    def poisoned(self, images, labels, *rest):
+        calls.append(1)
+        if len(calls) in (5, 6, 7):
+            images = Tensor(np.full(images.shape, np.nan, np.float32))
+        return real_call(self, images, labels, *rest)
+
+    def recording_read(self):
+        values = real_read(self)
+        reads.append([v.step + 1 for v in values])
+        return values
+
+    monkeypatch.setattr(TrainStep, "__call__", poisoned)
+    monkeypatch.setattr(PendingSteps, "read", recording_read)
+    cfg = tiny_config(tmp_path, epochs=1, max_nonfinite_steps=3, log_interval=4)
+    with pytest.raises(NonFiniteLossError, match=r"for 3 consecutive steps, the last at epoch 1 step 7/12\. .*the "
+                                                 r"newest good one is none \(no checkpoint written yet\)"):
+        train.main(["--config", write_config(cfg, tmp_path / "cfg.yaml")])
+    assert [r for r in reads if r] == [[1], [2, 3, 4], [5, 6, 7, 8]] and len(calls) == 8
+    out = capsys.readouterr().out
+    assert re.search(r"epoch 1 step 5/12: .*, the weights were not updated \(1 such step\(s\) in a row", out)
 
 
 # --- interruption and exact resume ------------------------------------------------------------------------------------

@@ -118,8 +118,9 @@ def test_own_images_with_the_pets_recipe(tmp_path, capsys):
               "--pretrained", pretrained, "--model", "ghostnet_050", "--image_size", "32", "--epochs", "1",
               "--batch_size", "2", "--max_steps_per_epoch", "1", "--num_workers", "1", "--mode", "pynative"]
     train.main([*common, "--output_dir", str(tmp_path / "run")])
-    first = capsys.readouterr().out.splitlines()[0]
-    assert "2 classes" in first and "train 4 images (train), val 2 (val)" in first and "CPU" in first
+    placed, summary = capsys.readouterr().out.splitlines()[:2]
+    assert placed.startswith("rank 0 of 1 (local 0 of 1 on this host): CPU (no device id on CPU), 1 data worker")
+    assert "2 classes" in summary and "train 4 images (train), val 2 (val)" in summary and "CPU" in summary
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "train_split: train\nval_split: val\n" in saved and "device_target: CPU\n" in saved
     os.rename(os.path.join(data_dir, "val"), os.path.join(data_dir, "holdout"))
@@ -136,3 +137,33 @@ def test_command_line_errors_name_the_key(tmp_path):
     result = subprocess.run([sys.executable, "train.py", "--epoch", "3"], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert "unknown config key 'epoch' on the command line (did you mean 'epochs'?)" in result.stderr
+
+
+def test_a_run_lists_the_training_folder_once(tmp_path, monkeypatch, capsys):
+    """Three epochs over an image folder: the training split's folders are listed once per run (once per rank), not
+    once per epoch; each epoch still reshuffles (the epochs' batches differ)."""
+    data_dir = make_image_folder(str(tmp_path / "images"), per_class={"train": 4, "val": 1}, classes=2, size=(16, 16))
+    train_root = os.path.join(data_dir, "train")
+    listed = []
+    scandir = os.scandir
+
+    def counting(path="."):
+        listed.append(os.path.relpath(str(path), train_root))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    batches = []
+    real_step = Trainer._step
+
+    def recording(self, images, labels):
+        batches.append(labels.asnumpy().argmax(axis=1).tolist())
+        return real_step(self, images, labels)
+
+    monkeypatch.setattr(Trainer, "_step", recording)
+    cfg = tiny_config(tmp_path, dataset="folder", data_dir=data_dir, train_split="train", val_split="val",
+                      epochs=3, batch_size=4, mode="pynative", log_interval=1)
+    train.main(["--config", write_config(cfg, tmp_path / "cfg.yaml")])
+    assert "epoch 3/3 done" in capsys.readouterr().out
+    in_train = sorted(p for p in listed if not p.startswith(".."))
+    assert in_train == [".", "class_0", "class_1"]  # before: three times each
+    assert len(batches) == 6 and batches[0:2] != batches[2:4] != batches[4:6]

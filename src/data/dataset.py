@@ -111,20 +111,20 @@ def _statistics(cfg, fmt):
     return mean, std
 
 
-def create_dataset(cfg, split, training, num_shards=1, shard_id=0, class_names=None):
-    """Batched (image float32 NCHW, label) pipeline for `split` and its DatasetInfo.
+@dataclass(frozen=True)
+class SplitData:
+    """A split as read from disk: uint8 NHWC images or image file paths, int32 labels, and the class names the
+    labels index. Reading it lists an image folder's files; a run reads its training split once (EpochData)."""
 
-    `class_names` numbers the labels (the training split's list, or the checkpoint's), so that label k means the
-    same class in every split; None takes the split's own list (right for the training split).
+    images: object
+    labels: np.ndarray
+    class_names: Tuple[str, ...]
 
-    Training: shuffled with cfg.seed, augmented, float32 one-hot (mixed) labels, full batches only; shards
-    share each epoch's permutation and are padded to equal length so every rank runs the same number of steps.
-    Evaluation: in order, int32 labels, last batch partial; shards take a strided slice without padding so
-    every image is evaluated exactly once.
-    """
+
+def read_split(cfg, split, training, class_names=None) -> SplitData:
+    """`split` of the config's dataset, numbered by `class_names` (None: the split's own list); `training` only
+    says which config key chose the split when it is missing."""
     fmt = _format(cfg.dataset)
-    if not 0 <= shard_id < num_shards:
-        raise DatasetError(f"shard_id {shard_id} is outside 0..{num_shards - 1}")
     try:
         images, labels, class_names = fmt.read(cfg.data_dir, split, class_names)
     except SplitNotFoundError as err:  # say which config key chose the split
@@ -134,6 +134,26 @@ def create_dataset(cfg, split, training, num_shards=1, shard_id=0, class_names=N
     if labels.max() >= len(class_names):
         raise DatasetError(f"label {labels.max()} in {cfg.data_dir} ({split}) is out of range for "
                            f"{len(class_names)} classes")
+    return SplitData(images, labels, tuple(class_names))
+
+
+def create_dataset(cfg, split, training, num_shards=1, shard_id=0, class_names=None, data=None):
+    """Batched (image float32 NCHW, label) pipeline for `split` and its DatasetInfo.
+
+    `class_names` numbers the labels (the training split's list, or the checkpoint's), so that label k means the
+    same class in every split; None takes the split's own list (right for the training split).
+
+    Training: shuffled with cfg.seed, augmented, float32 one-hot (mixed) labels, full batches only; shards
+    share each epoch's permutation and are padded to equal length so every rank runs the same number of steps.
+    Evaluation: in order, int32 labels, last batch partial; shards take a strided slice without padding so
+    every image is evaluated exactly once.
+    `data`: the split as `read_split` gave it, for a pipeline over a split already read; None reads it.
+    """
+    fmt = _format(cfg.dataset)
+    if not 0 <= shard_id < num_shards:
+        raise DatasetError(f"shard_id {shard_id} is outside 0..{num_shards - 1}")
+    data = data if data is not None else read_split(cfg, split, training, class_names)
+    images, labels, class_names = data.images, data.labels, data.class_names
     mean, std = _statistics(cfg, fmt)
     info = DatasetInfo(len(class_names), tuple(class_names), len(labels), len(mean), mean, std)
     workers = min(max(1, cfg.num_workers), os.cpu_count() or 1)  # mindspore refuses more than the CPU count

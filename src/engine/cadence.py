@@ -13,6 +13,11 @@ class Cadence:
         """Every `log_interval` steps of an epoch and at its last step."""
         return (step + 1) % self.cfg.log_interval == 0 or step + 1 == self.steps
 
+    def read_steps(self, epoch: int, step: int) -> bool:
+        """Where the steps' values are read off the device: wherever they are printed or saved, which includes
+        the epoch's last step."""
+        return self.progress_line(step) or self.step_checkpoint(epoch, step)
+
     def validation(self, epoch: int) -> bool:
         return self._every(self.cfg.val_interval, epoch)
 

@@ -7,7 +7,7 @@ Options that are off (no loss scaling, no clipping, no EMA, one device) are prun
 import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
-from mindspore import Parameter, ParameterTuple, Tensor
+from mindspore import Parameter, ParameterTuple
 
 from src.kernels import AllFinite
 
@@ -45,8 +45,9 @@ def gradient_reducer(dist, params):
 
 
 class TrainStep(nn.Cell):
-    """`step(images, soft_labels) -> (loss, correct)`: updates the weights and returns the unscaled loss and
-    the number of samples whose arg-max prediction matches the arg-max of the target.
+    """`step(images, soft_labels) -> (loss, correct, updated)`: updates the weights and returns the unscaled loss,
+    the number of samples whose arg-max prediction matches the arg-max of the target, and 1 if the weights were
+    updated, 0 if the step was skipped (non-finite loss or gradients). All three stay on the device until read.
 
     With knowledge distillation the step is `step(images, soft_labels, teacher_logits)` and `loss_fn` takes the
     teacher's logits as its third argument (loss.DistillationLoss). They are an input, computed before the step
@@ -64,14 +65,13 @@ class TrainStep(nn.Cell):
         self.loss_scaler = loss_scaler
         self.grad_reducer = grad_reducer
         # A step whose loss or gradients are not finite changes nothing: no update, and the BN statistics that its
-        # forward pass moved are put back from `buffer_backup`. `updated` (1/0) tells the trainer which it was.
+        # forward pass moved are put back from `buffer_backup`. Its third output (1/0) tells the trainer which it was.
         self.buffers = ParameterTuple([p for p in network.get_parameters() if not p.requires_grad])
         self.buffer_backup = self.buffers.clone("nonfinite_backup", init="same")
         self.hyper_map = ops.HyperMap()
         self.assign = ops.Assign()
         # one kernel over the loss and all gradients on CPU; gradients have their (float32) parameters' dtype
         self.all_finite = AllFinite(float32_inputs=all(w.dtype == ms.float32 for w in self.weights))
-        self.updated = Parameter(Tensor(1, ms.int32), name="updated", requires_grad=False)
 
     def forward(self, images, labels, teacher_logits):
         logits = self.network(images)
@@ -96,9 +96,8 @@ class TrainStep(nn.Cell):
             loss = ops.depend(loss, self._update(grads))
         elif self.buffers:
             loss = ops.depend(loss, self.hyper_map(self.assign, self.buffers, self.buffer_backup))
-        loss = ops.depend(loss, ops.assign(self.updated, finite.astype(ms.int32)))
         correct = ops.sum((ops.argmax(logits, -1) == ops.argmax(labels, -1)).astype(ms.int32))
-        return loss, correct
+        return loss, correct, finite.astype(ms.int32)
 
     def _update(self, grads):
         if self.clip_grad_norm > 0:

@@ -3,6 +3,8 @@ history and resuming; signals, resume search, progress, non-finite losses and ca
 
 A resumed run ends with an uninterrupted one's weights (state restored, data order from (seed, epoch)), except for
 random state MindSpore cannot save: dropout masks on CPU and random erasing with num_workers > 1.
+The steps' values stay on the device until the loop reads them (step_values.py, cadence.py), so a non-finite
+streak stops the run at the next read: a progress line, a checkpoint or the epoch's end.
 """
 import contextlib
 import json
@@ -20,6 +22,7 @@ from src.engine.nonfinite import NonFiniteStreak
 from src.engine.plots import plot_curves
 from src.engine.progress import EpochProgress, ProgressReport, ProgressWindow
 from src.engine.resume import resume
+from src.engine.step_values import PendingSteps
 
 
 class Trainer:
@@ -97,21 +100,20 @@ class Trainer:
         if not self.compiled:
             self.log(f"{steps} steps of {self.images_per_step} images per epoch"
                      f"{'; the first step compiles the training graph' if self.cfg.mode == 'graph' else ''}")
+        pending = PendingSteps()
         for step, (images, labels) in zip(range(first, steps), self._batches(epoch, first)):
             if self.signals.received is not None:
+                self._read_steps(pending, epoch, progress, window)
                 self._interrupt(epoch, progress, started)
-            loss, correct, finite = self._step(images, labels)
-            window.add(loss if finite else math.nan, correct, timed=self.compiled)
-            if finite:
-                self.nonfinite.end()
-                progress.add(loss, correct)
-            else:
-                self.nonfinite.extend(loss, epoch, step)
+            pending.add(step, self._step(images, labels), timed=self.compiled)
             progress.batches_done += 1
             if not self.compiled:
+                self._read_steps(pending, epoch, progress, window)  # waits for the step: its time is the compile's
                 self.log(f"first step took {time.perf_counter() - started:.1f} s")
                 self.compiled = True
                 window.start = time.perf_counter()
+            if self.cadence.read_steps(epoch, step):
+                self._read_steps(pending, epoch, progress, window)
             if self.cadence.progress_line(step):
                 self._report_progress(epoch, step, window)
                 window = ProgressWindow()
@@ -135,17 +137,23 @@ class Trainer:
         return batches
 
     def _step(self, images, labels):
-        """One training step -> (loss, correct, finite); a step that is not finite updated no weight."""
+        """One training step -> its (loss, correct, updated) on the device; a step that is not finite updated no
+        weight."""
         teacher_logits = () if self.teacher is None else (self.teacher(images),)
-        loss, correct = self.train_step(images, labels, *teacher_logits)
-        loss, correct = float(loss.asnumpy()), int(correct.asnumpy())
+        outputs = self.train_step(images, labels, *teacher_logits)
         self.signals.retake()
-        return loss, correct, math.isfinite(loss) and self._updated()
+        return outputs
 
-    def _updated(self) -> bool:
-        """Whether the last step updated the weights (TrainStep skips steps with non-finite loss or gradients)."""
-        flag = getattr(self.train_step, "updated", None)
-        return flag is None or bool(flag.asnumpy())
+    def _read_steps(self, pending: PendingSteps, epoch: int, progress: EpochProgress, window: ProgressWindow):
+        """Add the steps not read yet to the epoch's figures and the window, in step order; a streak of non-finite
+        steps that reached `max_nonfinite_steps` raises here."""
+        for values in pending.read():
+            window.add(values.loss if values.finite else math.nan, values.correct, timed=values.timed)
+            if values.finite:
+                self.nonfinite.end()
+                progress.add(values.loss, values.correct)
+            else:
+                self.nonfinite.extend(values.loss, epoch, values.step)
 
     def _report_progress(self, epoch: int, step: int, window: ProgressWindow):
         """Print the progress line; the window's figures also go into the metrics history."""

@@ -1,0 +1,111 @@
+"""CPU step time when the loop reads each step's values at once against reading them at the progress lines.
+
+    python scripts/benchmark_step_reads.py                     # ghostnet_050, small input, 32 px, batch 8
+    python scripts/benchmark_step_reads.py --modes pynative --steps 100 --rounds 5
+
+A small network at a small batch, where waiting for the device after every step is a visible share of it: the
+train step of train.py (forward, loss, backward, the finiteness check, SGD-momentum; src/kernels' CPU pass on)
+on a fixed batch, `--steps` steps per timing. "each step": the loss, the correct count and the updated flag read
+as Python numbers after every step, as the epoch loop did; "every N": the outputs kept on the device and read
+every `--log_interval` steps through src/engine/step_values.py, as it does now. Both in one process on one compiled
+step, alternating for `--rounds` rounds (this host's speed drifts); medians of the rounds' ms per step.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model", default="ghostnet_050")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=200, help="steps per timing")
+    parser.add_argument("--log_interval", type=int, default=50, help="steps between reads in the deferred loop")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", choices=("graph", "pynative"), default=["graph", "pynative"])
+    parser.add_argument("--json", help="also write the measurements to this file")
+    return parser.parse_args(argv)
+
+
+def build_step(args):
+    """train.py's TrainStep on `args.model` (1 channel, 10 classes, small input) and a fixed batch."""
+    import mindspore as ms
+    import numpy as np
+    from src.config import Config
+    from src.engine.loss import SoftTargetCrossEntropy
+    from src.engine.lr_schedule import build_lr_schedule
+    from src.engine.optim import create_optimizer
+    from src.engine.train_step import TrainStep
+    from src.models import create_model
+    from src.network import for_this_device
+
+    cfg = Config(model=args.model, image_size=args.image_size, optimizer="sgd", lr=0.01, epochs=1)
+    net = for_this_device(create_model(args.model, num_classes=10, in_channels=1, small_input=True), cfg)
+    optimizer = create_optimizer(cfg, net.trainable_params(), build_lr_schedule(cfg, 100000))
+    step = TrainStep(net, SoftTargetCrossEntropy(0.1), optimizer)
+    step.set_train(True)
+    rng = np.random.default_rng(0)
+    images = ms.Tensor(rng.standard_normal((args.batch_size, 1, args.image_size, args.image_size), np.float32))
+    labels = ms.Tensor(np.eye(10, dtype=np.float32)[rng.integers(0, 10, args.batch_size)])
+    return step, images, labels
+
+
+def each_step(step, images, labels, steps, _):
+    values = []
+    for _ in range(steps):
+        loss, correct, updated = step(images, labels)
+        values.append((float(loss.asnumpy()), int(correct.asnumpy()), bool(updated.asnumpy())))
+    return values
+
+
+def every_interval(step, images, labels, steps, interval):
+    from src.engine.step_values import PendingSteps
+    pending, values = PendingSteps(), []
+    for i in range(steps):
+        pending.add(i, step(images, labels), timed=True)
+        if (i + 1) % interval == 0 or i + 1 == steps:
+            values += pending.read()
+    return values
+
+
+def measure(args, mode):
+    import mindspore as ms
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    step, images, labels = build_step(args)
+    each_step(step, images, labels, 3, None)  # compile (graph mode) and warm up
+    loops = {"each step": each_step, f"every {args.log_interval}": every_interval}
+    times = {label: [] for label in loops}
+    for _ in range(args.rounds):
+        for label, loop in loops.items():
+            start = time.perf_counter()
+            loop(step, images, labels, args.steps, args.log_interval)
+            times[label].append((time.perf_counter() - start) * 1e3 / args.steps)
+    return {label: {"median_ms": statistics.median(values), "rounds_ms": values} for label, values in times.items()}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sys.path.insert(0, REPO)
+    import src  # noqa: F401  (before mindspore: CPU kernel selection)
+    print(f"{args.model}, small input, {args.image_size} px, batch {args.batch_size}, {args.steps} steps per timing, "
+          f"median of {args.rounds} alternating rounds; {os.cpu_count()} cores", flush=True)
+    results = {mode: measure(args, mode) for mode in args.modes}
+    before, after = "each step", f"every {args.log_interval}"
+    print(f"| mode | ms per step, reading {before} | reading {after} | {before} / {after} |\n|---|---|---|---|")
+    for mode, result in results.items():
+        print(f"| {mode} | {result[before]['median_ms']:.2f} | {result[after]['median_ms']:.2f} | "
+              f"{result[before]['median_ms'] / result[after]['median_ms']:.3f} |")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"results": results, "args": vars(args)}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
