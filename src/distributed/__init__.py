@@ -68,7 +68,9 @@ def _end_the_job_on_error(info: DistInfo, under_mpirun: bool):
     Otherwise the failing rank's interpreter exit waits on its peers, which wait in the next collective, until
     MindSpore's node heartbeat times out (about 30 s on CPU) and the survivors kill themselves. Under mpirun the
     hook aborts MPI_COMM_WORLD (mpirun then stops every rank); under msrun it exits at once and the others stop
-    at the heartbeat timeout. A rank killed by a signal is handled by mpirun / msrun themselves.
+    at the heartbeat timeout. A rank killed by a signal is handled by mpirun / msrun themselves. When a rank or
+    its host is lost, the others' all-reduce fails after about 30 s and raises here; MindSpore's scheduler names
+    the node that timed out.
     """
     previous = sys.excepthook
 
