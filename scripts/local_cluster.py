@@ -20,7 +20,6 @@ and deletes them. Leftovers of a crashed run: `python3 scripts/local_cluster.py 
     python3 scripts/local_cluster.py list | cleanup [--id N] [--force]
 """
 import argparse
-import glob
 import os
 import re
 import shutil

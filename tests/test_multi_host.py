@@ -19,7 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.cluster_fixtures import local_cluster  # noqa: F401  (the fixture)
+from scripts import local_cluster as cluster_module
+from tests.cluster_fixtures import cluster_unavailable, local_cluster  # noqa: F401  (the fixture)
 from tests.engine_fixtures import write_config
 from tests.test_distributed import N_TRAIN, REPO, WORKER, _configs, _load, check_same_as_one_process
 
@@ -76,6 +77,47 @@ def _finish(procs, logs, timeout=300) -> str:
 def _pids(cluster, k) -> list:
     return subprocess.run(["ip", "netns", "pids", cluster.hosts[k].name], capture_output=True,
                           text=True).stdout.split()
+
+
+_MAKER = """
+import subprocess, sys, time
+sys.path.insert(0, {repo!r})
+from scripts.local_cluster import LocalCluster
+with LocalCluster(hosts=2) as cluster:
+    cluster.popen(1, ["sleep", "300"])
+    print(cluster.cluster_id, flush=True)
+    if sys.argv[1] == "raise":
+        raise RuntimeError("a failing test")
+    time.sleep(300)
+"""
+
+
+@pytest.mark.skipif(cluster_unavailable() is not None, reason=f"no local cluster: {cluster_unavailable()}")
+@pytest.mark.parametrize("ending", ["raise", "sigterm", "sigint", "sigkill"])
+def test_a_cluster_and_its_processes_are_removed_however_its_maker_ends(tmp_path, ending):
+    """An exception, SIGTERM or SIGINT in the maker removes the namespaces and kills what ran in them; after a
+    SIGKILL the maker cannot, and the `cleanup` verb removes the leftover."""
+    maker = subprocess.Popen([sys.executable, "-c", _MAKER.format(repo=REPO), ending], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    cluster_id = int(maker.stdout.readline())
+    names = cluster_module.cluster_namespaces()[cluster_id]
+    assert sorted(names) == [f"gn{cluster_id}br", f"gn{cluster_id}h0", f"gn{cluster_id}h1"]
+    inside = subprocess.run(["ip", "netns", "pids", f"gn{cluster_id}h1"], capture_output=True,
+                            text=True).stdout.split()
+    assert inside  # the sleep (and at first the shell that sets the host name)
+    if ending != "raise":
+        maker.send_signal({"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[ending])
+    maker.wait(timeout=30)
+    if ending == "sigkill":
+        assert cluster_id in cluster_module.leftover_clusters()
+        assert cluster_module.main(["cleanup", "--id", str(cluster_id)]) == 0
+    else:
+        assert maker.returncode != 0
+        if ending == "raise":
+            assert "a failing test" in maker.stderr.read()
+    assert cluster_id not in cluster_module.cluster_namespaces()
+    for pid in inside:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", pid
 
 
 @pytest.mark.parametrize("launcher, per_host", [("mpirun", 1), ("msrun", 1), ("mpirun", 2)])
