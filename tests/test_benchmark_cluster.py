@@ -1,8 +1,13 @@
 """The byte model of scripts/benchmark_cluster.py: what a ring all-reduce moves, GhostNet's gradient bytes counted
 from its parameters, and the projection built from them (the measurements need root and run as the script)."""
-from scripts.benchmark_cluster import print_projection, ring_bytes
+import json
+import os
+
+from scripts.benchmark_cluster import print_projection, print_tables, ring_bytes
 from src.models import create_model
 from src.utils.profile import count_params
+
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "results")
 
 
 def test_a_ring_all_reduce_sends_twice_the_gradients_times_n_minus_one_over_n():
@@ -26,3 +31,17 @@ def test_the_projection_is_bandwidth_plus_hop_latency(capsys):
     assert row == f"| 8 | 25 Gbit/s | {fp32:.1f} | {fp16:.1f} | yes / yes | no / no |"
     fast = next(line for line in lines if line.startswith("| 64 | 400 Gbit/s"))
     assert fast.endswith("| no / no | no / no |")
+
+
+def test_the_results_page_holds_the_tables_its_records_render(capsys):
+    """docs/results/multi_host.md shows every table row that print_tables / print_projection make of its records."""
+    records = []
+    for name in ("multi_host.json", "multi_host_accuracy.json"):
+        with open(os.path.join(RESULTS, name), encoding="utf-8") as f:
+            records += json.load(f)["records"]
+    print_tables(records)
+    print_projection(next(r for r in records if r["classes"] == 1000)["gradient_bytes"], compute_ms=[5.0, 20.0])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    with open(os.path.join(RESULTS, "multi_host.md"), encoding="utf-8") as f:
+        page = f.read()
+    assert len(rows) > 20 and [row for row in rows if row not in page] == []
