@@ -3,7 +3,7 @@ bridge, so that the real launchers (msrun on every node, mpirun --hostfile) run 
 
     with LocalCluster(hosts=2) as cluster:
         cluster.hosts[k].name / .address / .veth     # namespace gn<id>h<k>, 198.18.<id>.<k+1>, its eth0
-        cluster.popen(k, argv, env=..., **popen_kw)  # `ip netns exec gn<id>h<k> argv...`
+        cluster.popen(k, argv, env=..., **popen_kw)  # argv in namespace gn<id>h<k>, host name gn<id>h<k>
         cluster.limit_rate("1gbit")                  # tbf on each host's link, both directions; None removes it
         cluster.link_down(k) / cluster.link_up(k)    # pull / plug host k's cable (its bridge port)
         cluster.hostfile(slots)                      # path of an OpenMPI hostfile, `slots` ranks per host
@@ -20,7 +20,6 @@ and deletes them. Leftovers of a crashed run: `python3 scripts/local_cluster.py 
     python3 scripts/local_cluster.py list | cleanup [--id N] [--force]
 """
 import argparse
-import glob
 import os
 import re
 import shutil
@@ -167,8 +166,15 @@ class LocalCluster:
 
     # -- running things on a host ---------------------------------------------------------------------------
     def popen(self, k: int, argv, **popen_kwargs) -> subprocess.Popen:
-        """Start argv on host k (its network namespace); keyword arguments go to subprocess.Popen."""
-        return subprocess.Popen(["ip", "netns", "exec", self.hosts[k].name, *argv], **popen_kwargs)
+        """Start argv on host k (its network namespace, its host name); keyword arguments go to Popen."""
+        return subprocess.Popen(self.host_command(k, argv), **popen_kwargs)
+
+    def host_command(self, k: int, argv) -> list:
+        """argv run on host k: in its network namespace and, in a UTS namespace, with the host name of its
+        namespace (OpenMPI names shared-memory files by host name: one name for all hosts makes them collide)."""
+        name = self.hosts[k].name
+        return ["ip", "netns", "exec", name, "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name,
+                *argv]
 
     def hostfile(self, slots: int) -> str:
         """An OpenMPI hostfile naming every host by address with `slots` ranks each."""
@@ -189,7 +195,7 @@ class LocalCluster:
                     f"{cases}"
                     "    *) echo \"rsh agent: $host is no host of this local cluster\" >&2; exit 255 ;;\n"
                     "esac\n"
-                    "exec ip netns exec \"$ns\" /bin/sh -c \"$*\"\n")
+                    "exec ip netns exec \"$ns\" unshare --uts /bin/sh -c \"hostname $ns && $*\"\n")
         os.chmod(self.rsh_agent, 0o755)
 
     def mpirun_command(self, slots: int, argv, root: bool = os.geteuid() == 0) -> list:

@@ -37,20 +37,30 @@ def _quiet_cell_teardown():
 
 
 def _processes_of_this_session() -> list:
-    """(pid, command line) of live processes other than pytest itself that carry this session's mark."""
-    mark, found = f"{SESSION_MARK}={os.getpid()}".encode(), []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+    """(pid, command line) of live processes that carry this session's mark and are no longer pytest's
+    descendants: what a test started and lost track of (a launcher's scheduler, a rank whose launcher died).
+    Descendants are left out: MindSpore's dataset workers stay until pytest itself exits."""
+    mark, parents, marked = f"{SESSION_MARK}={os.getpid()}".encode(), {}, []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            parents[int(entry)] = int(fields[1])
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if fields[0] != b"Z" and mark in f.read().split(b"\0"):
+                    marked.append(int(entry))
+        except OSError:
+            continue
+    found = []
+    for pid in marked:
+        ancestor = pid
+        while ancestor not in (0, 1, os.getpid()):
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == os.getpid():
             continue
         try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if mark not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                found.append((int(entry), f.read().replace(b"\0", b" ").decode(errors="replace").strip()))
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found.append((pid, f.read().replace(b"\0", b" ").decode(errors="replace").strip()))
         except OSError:
             continue
     return found

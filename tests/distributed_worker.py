@@ -1,13 +1,14 @@
 """Run by tests/test_distributed.py, alone or under `mpirun -n N`: train.py's main on a config, then a dump of
 what each rank ended with, for the test to compare.
 
-    python tests/distributed_worker.py CONFIG OUT_DIR [--fail kill|raise]
+    python tests/distributed_worker.py CONFIG OUT_DIR [--fail kill|raise|stall] [--resume auto]
 
 Writes OUT_DIR/rank<r>.npz (the final weights) and OUT_DIR/rank<r>.json: the sample indices of every training
 batch this rank drew and of its validation shard (read back from the tag pixels of tests/data_fixtures.py), and
 the validation report of the final weights (`evaluate` over this rank's shard, summed across ranks).
-`--fail kill` SIGKILLs rank 1, `--fail raise` raises on rank 1, when its second epoch starts, while the other
-ranks go on into the next step's gradient all-reduce; rank 1 first writes the time to OUT_DIR/failed_at.
+`--fail kill` SIGKILLs the last rank, `--fail raise` raises on it, `--fail stall` makes it pause for STALL_S
+seconds (for the test to kill its host or cut its link meanwhile) and go on, when its second epoch starts, while the other ranks go on into the next step's
+gradient all-reduce; it first writes the time to OUT_DIR/failed_at. `--resume auto` is passed to train.py.
 """
 import json
 import os
@@ -24,6 +25,8 @@ import tests.engine_fixtures  # noqa: E402,F401  (registers the test models)
 import train  # noqa: E402
 from src.engine.evaluate import evaluate  # noqa: E402
 from src.engine.trainer import Trainer  # noqa: E402
+
+STALL_S = 10
 
 
 def _tags(images, info) -> list:
@@ -47,8 +50,8 @@ class _RecordingStep:
 
 
 def main():
-    config, out_dir = sys.argv[1], sys.argv[2]
-    fail = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--fail" else None
+    config, out_dir, options = sys.argv[1], sys.argv[2], dict(zip(sys.argv[3::2], sys.argv[4::2]))
+    fail = options.get("--fail")
     kept, batches = {}, []
     fit, train_epoch = Trainer.fit, Trainer._train_epoch
 
@@ -58,17 +61,20 @@ def main():
         fit(self)
 
     def failing_train_epoch(self, epoch):
-        if fail and epoch == 1 and self.dist.rank == 1:
+        if fail and epoch == 1 and self.dist.rank == self.dist.world_size - 1:
             os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, "failed_at"), "w", encoding="utf-8") as f:
                 f.write(repr(time.time()))
             if fail == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
-            raise RuntimeError("injected failure on rank 1")
+            if fail == "stall":
+                time.sleep(STALL_S)
+                return train_epoch(self, epoch)
+            raise RuntimeError(f"injected failure on rank {self.dist.rank}")
         return train_epoch(self, epoch)
 
     Trainer.fit, Trainer._train_epoch = recording_fit, failing_train_epoch
-    train.main(["--config", config])
+    train.main(["--config", config] + (["--resume", options["--resume"]] if "--resume" in options else []))
 
     trainer = kept["trainer"]
     rank, world_size = trainer.dist.rank, trainer.dist.world_size

@@ -76,6 +76,53 @@ def _load(out_dir, rank):
     return dump, dict(np.load(os.path.join(out_dir, f"rank{rank}.npz")))
 
 
+def check_same_as_one_process(single_cfg, single_dir, dist_dir, ranks: int, run_dir):
+    """The worker dumps of a `ranks`-rank run (dist_dir) against those of one process with the combined batch
+    (single_dir): the ranks drew disjoint parts of every step's batch, hold identical weights equal to the single
+    run's up to float rounding, validated disjoint shards of the whole set, and report (and train.py's last
+    metrics.json row in run_dir says) exactly what one process evaluating those weights finds."""
+    dumps = [_load(dist_dir, rank) for rank in range(ranks)]
+    one, single_weights = _load(single_dir, 0)
+    assert [dump["world_size"] for dump, _ in dumps] == [ranks] * ranks and one["world_size"] == 1
+    # Every step the ranks drew disjoint parts of the epoch's 16 samples; the single run drew all 16.
+    assert [len(dump["batches"]) for dump, _ in dumps] == [len(one["batches"])] * ranks
+    for step, batch in enumerate(one["batches"]):
+        parts = [dump["batches"][step] for dump, _ in dumps]
+        assert [len(part) for part in parts] == [N_TRAIN // ranks] * ranks
+        assert sorted(sum(parts, [])) == sorted(batch) == list(range(N_TRAIN))
+    # Identical weights on every rank, equal to the single run's up to float rounding.
+    weights0 = dumps[0][1]
+    assert weights0.keys() == single_weights.keys()
+    for _, weights in dumps[1:]:
+        assert weights.keys() == weights0.keys()
+        for name in weights0:
+            np.testing.assert_array_equal(weights[name], weights0[name], err_msg=name)
+    for name in weights0:
+        np.testing.assert_allclose(weights0[name], single_weights[name], atol=1e-5, err_msg=name)
+
+    # Validation: every image on exactly one rank (rank r takes images r, r + ranks, ...), no padding.
+    shards = [dump["val_samples"] for dump, _ in dumps]
+    assert [len(shard) for shard in shards] == [len(range(rank, N_VAL, ranks)) for rank in range(ranks)]
+    assert sorted(sum(shards, [])) == list(range(N_VAL))
+    # Every rank reports the whole set, exactly as one process evaluating the same weights.
+    network = TinyPlainNet(num_classes=10, in_channels=1)
+    for param in network.get_parameters():
+        param.set_data(ms.Tensor(weights0[param.name]))
+    val_data, _ = create_dataset(single_cfg, single_cfg.val_split, training=False)
+    expected = evaluate(network, val_data, 10)
+    for dump, _ in dumps:
+        report = dump["report"]
+        assert report["num_samples"] == N_VAL
+        assert report["confusion_matrix"] == expected["confusion_matrix"]
+        assert (report["top1"], report["top5"]) == (expected["top1"], expected["top5"])
+        assert report["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    # train.py's per-epoch validation (rank 0 writes metrics.json) is the same summed evaluation.
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+        last = json.load(f)["epochs"][-1]
+    assert (last["val_top1"], last["val_top5"]) == (expected["top1"], expected["top5"])
+    assert last["val_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+
+
 def test_meter_states_of_shards_sum_to_the_meter_of_the_whole_set():
     rng = np.random.default_rng(0)
     logits, labels = rng.normal(size=(41, 7)), rng.integers(0, 7, size=41)
@@ -108,39 +155,7 @@ def test_two_ranks_train_and_validate_as_one_process_with_the_combined_batch(tmp
     assert single.returncode == 0, single.stderr[-3000:]
     print(f"mpirun -n 2 run: {seconds:.0f} s")
 
-    (rank0, weights0), (rank1, weights1) = _load(tmp_path / "dist", 0), _load(tmp_path / "dist", 1)
-    one, single_weights = _load(tmp_path / "single", 0)
-    assert rank0["world_size"] == rank1["world_size"] == 2 and one["world_size"] == 1
-    # Every step the two ranks drew disjoint halves of the epoch's 16 samples; the single run drew all 16.
-    assert len(rank0["batches"]) == len(rank1["batches"]) == len(one["batches"]) == 4
-    for batch0, batch1, batch in zip(rank0["batches"], rank1["batches"], one["batches"]):
-        assert len(batch0) == len(batch1) == BATCH
-        assert sorted(batch0 + batch1) == sorted(batch) == list(range(N_TRAIN))
-    # Identical weights on both ranks, equal to the single run's up to float rounding.
-    assert weights0.keys() == weights1.keys() == single_weights.keys()
-    for name in weights0:
-        np.testing.assert_array_equal(weights0[name], weights1[name], err_msg=name)
-        np.testing.assert_allclose(weights0[name], single_weights[name], atol=1e-5, err_msg=name)
-
-    # Validation: 21 + 20 images, each on exactly one rank, no padding.
-    assert len(rank0["val_samples"]) == 21 and len(rank1["val_samples"]) == 20
-    assert sorted(rank0["val_samples"] + rank1["val_samples"]) == list(range(N_VAL))
-    # Both ranks report the whole set, exactly as one process evaluating the same weights.
-    network = TinyPlainNet(num_classes=10, in_channels=1)
-    for param in network.get_parameters():
-        param.set_data(ms.Tensor(weights0[param.name]))
-    val_data, _ = create_dataset(single_cfg, single_cfg.val_split, training=False)
-    expected = evaluate(network, val_data, 10)
-    for report in (rank0["report"], rank1["report"]):
-        assert report["num_samples"] == N_VAL
-        assert report["confusion_matrix"] == expected["confusion_matrix"]
-        assert (report["top1"], report["top5"]) == (expected["top1"], expected["top5"])
-        assert report["loss"] == pytest.approx(expected["loss"], rel=1e-6)
-    # train.py's per-epoch validation (rank 0 writes metrics.json) is the same summed evaluation.
-    with open(tmp_path / "dist_run" / "metrics.json", encoding="utf-8") as f:
-        last = json.load(f)["epochs"][-1]
-    assert (last["val_top1"], last["val_top5"]) == (expected["top1"], expected["top5"])
-    assert last["val_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    check_same_as_one_process(single_cfg, tmp_path / "single", tmp_path / "dist", 2, tmp_path / "dist_run")
     assert "2 device(s)" in result.stdout and result.stdout.count("epoch 4/4 done") == 1  # rank 0 prints
 
 

@@ -1,10 +1,14 @@
 """Multi-device start-up: `init_distributed(device_target)` works under mpirun, msrun or a plain single process.
 
 - Plain `python train.py`: nothing to initialise, world size 1.
-- `msrun` (or a hand-made dynamic cluster): MS_ROLE is already set, MindSpore's `init()` does the rest.
+- `msrun` (or a hand-made dynamic cluster): MS_ROLE is already set, MindSpore's `init()` does the rest; on one
+  node or several (msrun on every node with `--node_rank` and the first node's `--master_addr`).
 - `mpirun -n N` on GPU / Ascend: MindSpore's own OpenMPI support, `init()` alone.
 - `mpirun -n N` on CPU: MindSpore's CPU collectives need its dynamic cluster (a scheduler plus N workers sharing
-  MS_SCHED_HOST/PORT), which a bare mpirun does not create; `mpi_bootstrap` builds it from the MPI environment.
+  MS_SCHED_HOST/PORT), which a bare mpirun does not create; `mpi_bootstrap` builds it from the MPI environment,
+  on one host or across a --hostfile's hosts.
+Before `init()` a worker checks that it can reach the scheduler (`reach.py`): an unreachable address is one line
+naming it within MS_TOPO_TIMEOUT seconds, not a hang.
 """
 import json
 import os
@@ -40,6 +44,13 @@ def init_distributed(device_target: str) -> DistInfo:
         from src.distributed.mpi_bootstrap import bootstrap_cpu_cluster
 
         bootstrap_cpu_cluster()
+    elif os.environ.get("MS_ROLE") == "MS_WORKER" and "MS_SCHED_HOST" in os.environ:
+        from src.distributed.reach import wait_for_scheduler
+
+        try:
+            wait_for_scheduler(os.environ["MS_SCHED_HOST"], int(os.environ.get("MS_SCHED_PORT", "8118")))
+        except RuntimeError as err:
+            raise SystemExit(f"rank {os.environ.get('RANK_ID', os.environ.get('MS_NODE_ID', '?'))}: {err}") from None
     import mindspore as ms
     from mindspore.communication import get_group_size, get_rank, init
 
@@ -58,13 +69,15 @@ def _end_the_job_on_error(info: DistInfo, under_mpirun: bool):
     Otherwise the failing rank's interpreter exit waits on its peers, which wait in the next collective, until
     MindSpore's node heartbeat times out (about 30 s on CPU) and the survivors kill themselves. Under mpirun the
     hook aborts MPI_COMM_WORLD (mpirun then stops every rank); under msrun it exits at once and the others stop
-    at the heartbeat timeout. A rank killed by a signal is handled by mpirun / msrun themselves.
+    at the heartbeat timeout. A rank killed by a signal is handled by mpirun / msrun themselves. When a rank or
+    its host is lost, the others' all-reduce fails after about 30 s and raises here; MindSpore's scheduler names
+    the node that timed out.
     """
     previous = sys.excepthook
 
     def hook(kind, value, traceback):
         previous(kind, value, traceback)
-        message = str(value).strip().splitlines()[0] if str(value).strip() else ""
+        message = _first_line(str(value))
         sys.stderr.write(f"rank {info.rank} of {info.world_size} failed ({kind.__name__}: {message}); "
                          f"ending the job\n")
         sys.stderr.flush()
@@ -73,6 +86,15 @@ def _end_the_job_on_error(info: DistInfo, under_mpirun: bool):
         os._exit(1)
 
     sys.excepthook = hook
+
+
+def _first_line(message: str) -> str:
+    """The first line of an error message that says something (MindSpore's start with banners of dashes)."""
+    for line in message.splitlines():
+        line = line.strip()
+        if line and not line.startswith("-"):
+            return line
+    return ""
 
 
 def _all_gather_int32(values: np.ndarray) -> np.ndarray:
