@@ -29,6 +29,7 @@ from src.configured_model import for_this_device, model_for_data
 from src.data import DatasetError, create_dataset
 from src.device import placement, setup_context
 from src.distributed import init_distributed
+from src.distributed.agreement import RanksDisagree, check_ranks_agree, run_fingerprint
 from src.engine import (DistillationLoss, EpochData, ModelEMA, NonFiniteLossError, SoftTargetCrossEntropy, Trainer,
                         TrainingInterrupted, TrainingState, TrainStep, build_lr_schedule, build_teacher,
                         create_loss_scaler, create_optimizer, gradient_reducer, loss_scaler_state, mixed_precision)
@@ -43,13 +44,15 @@ def main(argv=None):
     print(placement(cfg).line(dist.rank, dist.world_size), flush=True)  # every rank's first line: what it got
     if dist.is_main:
         prepare_output_dir(cfg.output_dir)
-        save_config(cfg, os.path.join(cfg.output_dir, "config.yaml"))
 
     train_data = EpochData(cfg, dist)
     val_data, val_info = create_dataset(cfg, cfg.val_split, training=False, num_shards=dist.world_size,
                                         shard_id=dist.rank,  # each rank validates its shard
                                         class_names=train_data.info.class_names)  # label k: training's class k
     info = train_data.info
+    check_ranks_agree(dist, run_fingerprint(cfg, {"train": info, "val": val_info}))  # before config.yaml
+    if dist.is_main:
+        save_config(cfg, os.path.join(cfg.output_dir, "config.yaml"))
 
     network = for_this_device(model_for_data(cfg, info), cfg)  # before the optimizer: it swaps cells, not parameters
     if dist.is_main:  # the run's summary
@@ -86,7 +89,7 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as err:
+    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError, RanksDisagree) as err:
         sys.exit(f"error: {err}")
     except TrainingInterrupted as err:  # SIGINT / SIGTERM: the state was saved; exit 130 / 143
         print(err, file=sys.stderr, flush=True)

@@ -44,7 +44,7 @@ def build_step(args):
     from src.engine.optim import create_optimizer
     from src.engine.train_step import TrainStep
     from src.models import create_model
-    from src.network import for_this_device
+    from src.configured_model import for_this_device
 
     cfg = Config(model=args.model, image_size=args.image_size, optimizer="sgd", lr=0.01, epochs=1)
     net = for_this_device(create_model(args.model, num_classes=10, in_channels=1, small_input=True), cfg)

@@ -10,6 +10,7 @@
 Before `init()` a worker checks that it can reach the scheduler (`reach.py`): an unreachable address is one line
 naming it within MS_TOPO_TIMEOUT seconds, not a hang.
 """
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -96,17 +97,33 @@ def _first_line(message: str) -> str:
     return ""
 
 
-def sum_across_ranks(values) -> np.ndarray:
-    """Element-wise float64 sum of a vector over all ranks of the job, bit-identical on every rank.
+def _all_gather_int32(values: np.ndarray) -> np.ndarray:
+    """(world size, n) int32: every rank's n-element int32 vector, in rank order, on every rank (a collective).
 
-    Every rank must call it (a collective). The float64 bytes travel as int32 through AllGather, a type that
-    every backend's collectives carry (AllReduce on CPU takes float32 only: too coarse for counts and loss
-    sums), and each rank sums the gathered vectors in rank order.
-    """
+    int32 through AllGather is a type that every backend's collectives carry; other data travels as its bytes."""
     import mindspore as ms
     import mindspore.ops as ops
     from mindspore.communication import get_group_size
 
+    values = np.ascontiguousarray(values, dtype=np.int32).ravel()
+    return ops.AllGather()(ms.Tensor(values)).asnumpy().reshape(get_group_size(), values.size)
+
+
+def sum_across_ranks(values) -> np.ndarray:
+    """Element-wise float64 sum of a vector over all ranks of the job, bit-identical on every rank.
+
+    Every rank must call it (a collective). The float64 bytes travel as int32 (AllReduce on CPU takes float32
+    only: too coarse for counts and loss sums), and each rank sums the gathered vectors in rank order.
+    """
     values = np.ascontiguousarray(values, dtype=np.float64).ravel()
-    gathered = ops.AllGather()(ms.Tensor(values.view(np.int32))).asnumpy()
-    return gathered.view(np.float64).reshape(get_group_size(), values.size).sum(axis=0)
+    return np.ascontiguousarray(_all_gather_int32(values.view(np.int32))).view(np.float64).sum(axis=0)
+
+
+def gather_json(value) -> list:
+    """Every rank's JSON-serialisable `value`, in rank order, on every rank (a collective: lengths, then bytes)."""
+    data = json.dumps(value, sort_keys=True).encode("utf-8")
+    lengths = _all_gather_int32(np.array([len(data)]))[:, 0]
+    padded = np.zeros(-(-int(lengths.max()) // 4) * 4, dtype=np.uint8)
+    padded[:len(data)] = np.frombuffer(data, dtype=np.uint8)
+    gathered = np.ascontiguousarray(_all_gather_int32(padded.view(np.int32))).view(np.uint8)
+    return [json.loads(row[:n].tobytes().decode("utf-8")) for row, n in zip(gathered, lengths)]
