@@ -1,7 +1,7 @@
 """CPU step time when the loop reads each step's values at once against reading them at the progress lines.
 
     python scripts/benchmark_step_reads.py                     # GhostNet at width 0.1, small input, 32 px, batch 8
-    python scripts/benchmark_step_reads.py --modes pynative --steps 100 --rounds 5
+    python scripts/benchmark_step_reads.py --modes graph --steps 200 --rounds 5
 
 A small network at a small batch, where waiting for the device after every step is a visible share of it: the
 train step of train.py (forward, loss, backward, the finiteness check, SGD-momentum; src/kernels' CPU pass on)
@@ -110,14 +110,15 @@ def main(argv=None):
     print(f"{args.model} at width {args.width}, small input, {args.image_size} px, batch {args.batch_size}, "
           f"{args.steps} steps per timing, median of {args.rounds} alternating rounds; {os.cpu_count()} cores",
           flush=True)
-    results = {mode: measure(args, mode) for mode in args.modes}
     before, after = "each step", f"every {args.log_interval}"
     print(f"| mode | ms per step, reading {before} (of it in reads) | reading {after} (of it in reads) "
-          f"| {before} / {after} |\n|---|---|---|---|")
-    for mode, result in results.items():
+          f"| {before} / {after} |\n|---|---|---|---|", flush=True)
+    results = {}
+    for mode in args.modes:
+        result = results[mode] = measure(args, mode)
         print(f"| {mode} | {result[before]['median_ms']:.2f} ({result[before]['read_ms']:.3f}) "
               f"| {result[after]['median_ms']:.2f} ({result[after]['read_ms']:.3f}) "
-              f"| {result[before]['median_ms'] / result[after]['median_ms']:.3f} |")
+              f"| {result[before]['median_ms'] / result[after]['median_ms']:.3f} |", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"results": results, "args": vars(args)}, f, indent=2)
