@@ -1,14 +1,16 @@
 """CPU step time when the loop reads each step's values at once against reading them at the progress lines.
 
-    python scripts/benchmark_step_reads.py                     # ghostnet_050, small input, 32 px, batch 8
-    python scripts/benchmark_step_reads.py --modes pynative --steps 100 --rounds 5
+    python scripts/benchmark_step_reads.py                     # GhostNet at width 0.1, small input, 32 px, batch 8
+    python scripts/benchmark_step_reads.py --modes graph --steps 200 --rounds 5
 
 A small network at a small batch, where waiting for the device after every step is a visible share of it: the
 train step of train.py (forward, loss, backward, the finiteness check, SGD-momentum; src/kernels' CPU pass on)
 on a fixed batch, `--steps` steps per timing. "each step": the loss, the correct count and the updated flag read
 as Python numbers after every step, as the epoch loop did; "every N": the outputs kept on the device and read
 every `--log_interval` steps through src/engine/step_values.py, as it does now. Both in one process on one compiled
-step, alternating for `--rounds` rounds (this host's speed drifts); medians of the rounds' ms per step.
+step, alternating for `--rounds` rounds (this host's speed drifts); medians of the rounds' ms per step, and of the
+ms per step spent waiting in the reads (what the device still had to do when the values were asked for, plus the
+copies).
 """
 import argparse
 import json
@@ -24,6 +26,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--model", default="ghostnet_050")
+    parser.add_argument("--width", type=float, default=0.1, help="the model's width multiplier (a tiny network)")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=200, help="steps per timing")
@@ -47,7 +50,8 @@ def build_step(args):
     from src.configured_model import for_this_device
 
     cfg = Config(model=args.model, image_size=args.image_size, optimizer="sgd", lr=0.01, epochs=1)
-    net = for_this_device(create_model(args.model, num_classes=10, in_channels=1, small_input=True), cfg)
+    net = create_model(args.model, num_classes=10, in_channels=1, small_input=True, width=args.width)
+    net = for_this_device(net, cfg)
     optimizer = create_optimizer(cfg, net.trainable_params(), build_lr_schedule(cfg, 100000))
     step = TrainStep(net, SoftTargetCrossEntropy(0.1), optimizer)
     step.set_train(True)
@@ -57,22 +61,28 @@ def build_step(args):
     return step, images, labels
 
 
-def each_step(step, images, labels, steps, _):
-    values = []
+def each_step(step, images, labels, steps, _) -> float:
+    """-> seconds spent in the reads."""
+    waited = 0.0
     for _ in range(steps):
         loss, correct, updated = step(images, labels)
-        values.append((float(loss.asnumpy()), int(correct.asnumpy()), bool(updated.asnumpy())))
-    return values
+        start = time.perf_counter()
+        float(loss.asnumpy()), int(correct.asnumpy()), bool(updated.asnumpy())  # what the loop did after each step
+        waited += time.perf_counter() - start
+    return waited
 
 
-def every_interval(step, images, labels, steps, interval):
+def every_interval(step, images, labels, steps, interval) -> float:
+    """-> seconds spent in the reads."""
     from src.engine.step_values import PendingSteps
-    pending, values = PendingSteps(), []
+    pending, waited = PendingSteps(), 0.0
     for i in range(steps):
         pending.add(i, step(images, labels), timed=True)
         if (i + 1) % interval == 0 or i + 1 == steps:
-            values += pending.read()
-    return values
+            start = time.perf_counter()
+            pending.read()
+            waited += time.perf_counter() - start
+    return waited
 
 
 def measure(args, mode):
@@ -82,26 +92,33 @@ def measure(args, mode):
     each_step(step, images, labels, 3, None)  # compile (graph mode) and warm up
     loops = {"each step": each_step, f"every {args.log_interval}": every_interval}
     times = {label: [] for label in loops}
+    waits = {label: [] for label in loops}
     for _ in range(args.rounds):
         for label, loop in loops.items():
             start = time.perf_counter()
-            loop(step, images, labels, args.steps, args.log_interval)
+            waited = loop(step, images, labels, args.steps, args.log_interval)
             times[label].append((time.perf_counter() - start) * 1e3 / args.steps)
-    return {label: {"median_ms": statistics.median(values), "rounds_ms": values} for label, values in times.items()}
+            waits[label].append(waited * 1e3 / args.steps)
+    return {label: {"median_ms": statistics.median(times[label]), "rounds_ms": times[label],
+                    "read_ms": statistics.median(waits[label]), "rounds_read_ms": waits[label]} for label in loops}
 
 
 def main(argv=None):
     args = parse_args(argv)
     sys.path.insert(0, REPO)
     import src  # noqa: F401  (before mindspore: CPU kernel selection)
-    print(f"{args.model}, small input, {args.image_size} px, batch {args.batch_size}, {args.steps} steps per timing, "
-          f"median of {args.rounds} alternating rounds; {os.cpu_count()} cores", flush=True)
-    results = {mode: measure(args, mode) for mode in args.modes}
+    print(f"{args.model} at width {args.width}, small input, {args.image_size} px, batch {args.batch_size}, "
+          f"{args.steps} steps per timing, median of {args.rounds} alternating rounds; {os.cpu_count()} cores",
+          flush=True)
     before, after = "each step", f"every {args.log_interval}"
-    print(f"| mode | ms per step, reading {before} | reading {after} | {before} / {after} |\n|---|---|---|---|")
-    for mode, result in results.items():
-        print(f"| {mode} | {result[before]['median_ms']:.2f} | {result[after]['median_ms']:.2f} | "
-              f"{result[before]['median_ms'] / result[after]['median_ms']:.3f} |")
+    print(f"| mode | ms per step, reading {before} (of it in reads) | reading {after} (of it in reads) "
+          f"| {before} / {after} |\n|---|---|---|---|", flush=True)
+    results = {}
+    for mode in args.modes:
+        result = results[mode] = measure(args, mode)
+        print(f"| {mode} | {result[before]['median_ms']:.2f} ({result[before]['read_ms']:.3f}) "
+              f"| {result[after]['median_ms']:.2f} ({result[after]['read_ms']:.3f}) "
+              f"| {result[before]['median_ms'] / result[after]['median_ms']:.3f} |", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"results": results, "args": vars(args)}, f, indent=2)

@@ -151,3 +151,15 @@ def test_benchmark_smoke(tmp_path):
     assert "| ours |" in done.stdout and "eval tensors vs timm: not measured" in done.stdout
     result = json.loads(out.read_text())
     assert result["loaders"]["ours"]["median"] > 0 and "timm" not in result["loaders"]
+
+
+def test_epoch_startup_benchmark_smoke(tmp_path):
+    """--scan_files on a small tree: an epoch's start-up before (reading the split) and now, with its record."""
+    out = tmp_path / "scan.json"
+    done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "benchmark_data.py"), "--scan_files", "40",
+                           "--scan_classes", "4", "--rounds", "1", "--batch_size", "4", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| before: read the split (list every folder) + build the pipeline |" in done.stdout
+    result = json.loads(out.read_text())["scan"]
+    assert (result["files"], result["classes"]) == (40, 4) and result["before"]["median_s"] > 0
