@@ -81,6 +81,11 @@ def test_readme_main_job_pipeline_and_cpu_figures_are_their_records():
     with open(os.path.join(RESULTS, "ghostnet_100_fashion_mnist", "eval.json"), encoding="utf-8") as f:
         top1 = json.load(f)["top1"]
     assert f"main job reaches {100 * top1:.2f}% test top-1" in readme
+    per_cpu = re.findall(r"(\d+\.\d\d)% on a 2-vCPU ([^,(]+?)[,(]", " ".join(readme.split()))
+    history = " ".join(_read(os.path.join(RESULTS, "history.md")).split())
+    assert len(per_cpu) >= 2 and per_cpu[0][0] == f"{100 * top1:.2f}", per_cpu  # the page's run comes first
+    for figure, cpu in per_cpu:
+        assert f"{figure}%" in history and cpu.split()[0] in history, (figure, cpu)
 
     with open(os.path.join(RESULTS, "data_pipeline", "benchmark_data.json"), encoding="utf-8") as f:
         loaders = json.load(f)["loaders"]
