@@ -30,11 +30,10 @@ inline int thread_count() {
 // Helper threads that sleep on a condition variable between calls (no spinning), started on first use: starting
 // a thread per call cost 20-50 us, as much as a whole batch-1 inference kernel. A call is cut into a few pieces per
 // thread that the caller and the helpers claim in turn, and the caller never waits for a helper that has not woken
-// yet: when another process holds a core, a woken helper can take milliseconds to run, and a fixed half left to it
-// made each launch wait that long (on a 2-core host beside one busy process, the inference form's ~190 launches per
-// image ran 4x slower than the graph as trained). One pool per library (this header is compiled into each); a call that finds the pool
-// busy (another MindSpore thread inside it) runs serially, and so does a forked child, whose copy of the pool has
-// no threads.
+// yet: when another process holds a core, a woken helper can wait milliseconds for it, and with a fixed half left
+// to the helper every launch waited as long (docs/results/cpu_performance.md). One pool per library (this header is
+// compiled into each); a call that finds the pool busy (another MindSpore thread inside it) runs serially, and so
+// does a forked child, whose copy of the pool has no threads.
 class Pool {
  public:
   using Job = void (*)(const void *body, int64_t first, int64_t last);
