@@ -114,12 +114,12 @@ def test_teacher_is_unchanged_and_outside_the_optimizer_and_checkpoints(tmp_path
 # --- end to end: GhostNetV3 distilled by train.py, re-parameterised and exported --------------------------------
 
 def test_ghostnetv3_distilled_by_train_py_exports_to_a_matching_mindir(tmp_path, capsys):
-    # 24 steps at a moderate LR: the BN moving statistics (momentum 0.1) approach the activations' own and the logits
-    # keep a trained model's scale. (After 2 steps they reached ~30, after 24 at LR 0.01 ~8e3: float32 rounding
-    # alone then exceeds 1e-5 absolute.)
-    data_dir = make_idx_dataset(str(tmp_path / "idx32"), n_train=192, n_test=16, size=32)
+    # 4 steps: the BN moving statistics (momentum 0.1) have moved a third of the way to the activations' own, so
+    # folding changes every conv; the logits' scale then depends on the steps, and the file is compared with the
+    # checkpoint relative to it, as export.py does.
+    data_dir = make_idx_dataset(str(tmp_path / "idx32"), n_train=32, n_test=16, size=32)
     write_teacher(tmp_path / "teacher.ckpt")  # tiny_net is indifferent to the image size
-    cfg = tiny_config(tmp_path, **STUDENT, data_dir=data_dir, epochs=1, max_steps_per_epoch=24, lr=1e-3, ema=True,
+    cfg = tiny_config(tmp_path, **STUDENT, data_dir=data_dir, epochs=1, max_steps_per_epoch=4, lr=1e-3, ema=True,
                       ema_decay=0.9, teacher_model="tiny_net", teacher_ckpt=str(tmp_path / "teacher.ckpt"),
                       kd_temperature=4.0, kd_weight=0.9)
     train.main(["--config", write_config(cfg, tmp_path / "cfg.yaml")])
@@ -145,7 +145,8 @@ def test_ghostnetv3_distilled_by_train_py_exports_to_a_matching_mindir(tmp_path,
     x = images(3, size=32)
     exported = load_exported(str(run / "epoch_0001.mindir"))(x).asnumpy()
     expected = student(mindspore.Tensor(x)).asnumpy()
-    assert np.abs(exported - expected).max() <= 1e-5, (np.abs(exported - expected).max(), np.abs(expected).max())
+    scale = np.abs(expected).max()
+    assert np.abs(exported - expected).max() <= 1e-5 * max(1.0, scale), (np.abs(exported - expected).max(), scale)
 
 
 # --- a MINDIR teacher ---------------------------------------------------------------------------------------------

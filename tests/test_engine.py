@@ -15,6 +15,7 @@ from src.engine.ema import ModelEMA
 from src.engine.loss import SoftTargetCrossEntropy
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optim import create_optimizer, parameter_groups
+from src.engine.progress import ProgressReport, ProgressWindow
 from src.engine.train_step import TrainStep, create_loss_scaler, loss_scaler_state, mixed_precision
 from src.engine import ema as ema_module
 from src.kernels import kernels_usable
@@ -116,9 +117,33 @@ def test_mixed_precision_trains_on_cpu_with_a_warning(amp_level):
     assert float(scaler.scale_value.asnumpy()) == 1024.0  # no overflow in float16 here
 
 
+OPTIMIZERS = {  # config name -> (MindSpore class, {attribute: the config value it must hold})
+    "sgd": (ms.nn.SGD, dict(momentum=0.7, nesterov=True)),
+    "rmsprop": (ms.nn.RMSProp, dict(momentum=0.7, decay=0.85, epsilon=1e-3)),
+    "adam": (ms.nn.Adam, dict(beta1=0.8, beta2=0.95, eps=1e-3)),
+    "adamw": (ms.nn.AdamWeightDecay, dict(beta1=0.8, beta2=0.95, eps=1e-3)),
+}
+
+
+def _value(attribute):
+    return attribute if isinstance(attribute, (bool, float)) else float(np.asarray(attribute.asnumpy()).item())
+
+
 def test_engine_builds_every_configured_optimizer():
-    for name in CHOICES["optimizer"]:
-        create_optimizer(Config(optimizer=name, epochs=1), TinyNet().trainable_params(), np.ones(3, np.float32))
+    """Each configured optimizer is MindSpore's class for it, holding the schedule and every hyperparameter."""
+    assert sorted(OPTIMIZERS) == sorted(CHOICES["optimizer"])
+    schedule = np.array([0.3, 0.2, 0.1], np.float32)
+    for name, (cls, expected) in OPTIMIZERS.items():
+        cfg = Config(optimizer=name, epochs=1, momentum=0.7, nesterov=True, rmsprop_decay=0.85, opt_eps=1e-3,
+                     betas=[0.8, 0.95], weight_decay=0.01)
+        params = TinyNet().trainable_params()
+        optimizer = create_optimizer(cfg, params, schedule)
+        assert type(optimizer) is cls, name
+        np.testing.assert_array_equal(optimizer.learning_rate.learning_rate.asnumpy(), schedule)
+        for key, value in expected.items():
+            assert _value(getattr(optimizer, key)) == pytest.approx(value), (name, key)
+        decay = {p.name: float(wd.asnumpy()) for p, wd in zip(optimizer.parameters, optimizer.weight_decay)}
+        assert decay == {p.name: pytest.approx(0.01 if p.ndim > 1 else 0.0) for p in params}, name
 
 
 def test_graph_and_pynative_give_the_same_steps():
@@ -273,3 +298,12 @@ def test_run_checkpoints_keep_the_newest(tmp_path):
         runs.save_epoch(state, epoch)
     assert [os.path.basename(p) for p in runs.epoch_paths()] == ["epoch_0003.ckpt", "epoch_0010.ckpt"]
     assert runs.latest().endswith("epoch_0010.ckpt")
+
+
+def test_progress_line_names_the_time_left_in_the_epoch_and_in_the_run(monkeypatch):
+    window = ProgressWindow()
+    for _ in range(5):
+        window.add(loss=1.0, correct=2, timed=True)
+    monkeypatch.setattr("time.perf_counter", lambda: window.start + 10.0)  # 2 s per step
+    line = ProgressReport(epochs=3, steps_per_epoch=10, batch_size=4, images_per_step=4).step_line(0, 4, window, 0.1)
+    assert line.endswith("2.0 img/s  left: epoch 0:00:10, run 0:00:50")  # 5 steps of this epoch, 25 of the run

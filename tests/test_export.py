@@ -14,6 +14,7 @@ import pytest
 import mindspore
 import mindspore.nn as nn
 
+import export
 from export import ExportError, main as export_main
 from src.checkpoint import CheckpointError
 from src.deploy import ExportedModelError, fold_batchnorm, load_exported, prepare_for_inference
@@ -56,6 +57,16 @@ def images(n, channels=3, size=32, seed=1):
 
 def logits(net, x):
     return net(mindspore.Tensor(x)).asnumpy()
+
+
+def mindir_shapes(path):
+    """(input shapes, output shapes) the MINDIR file declares, -1 for a dynamic dimension."""
+    from mindspore.train.mind_ir_pb2 import ModelProto
+    model = ModelProto()
+    with open(path, "rb") as f:
+        model.ParseFromString(f.read())
+    return ([list(t.dims) for value in model.graph.input for t in value.tensor],
+            [list(t.dims) for value in model.graph.output for t in value.tensor])
 
 
 # --- inference form ----------------------------------------------------------------------------------------------
@@ -135,6 +146,7 @@ def test_mindir_round_trip(tmp_path, name, capsys):
     net = write_checkpoint(tmp_path / "w.ckpt", name, **SMALL)
     assert export_main(["--ckpt_path", str(tmp_path / "w.ckpt"), "--model", name, *SMALL_FLAGS]) == 0
     assert "reloaded MINDIR" in capsys.readouterr().out
+    assert mindir_shapes(str(tmp_path / "w.mindir")) == ([[-1, 3, 32, 32]], [[-1, 10]])
     x = images(3)  # export checked batch 2; the batch dimension is dynamic
     assert np.abs(load_exported(str(tmp_path / "w.mindir"))(x).asnumpy() - logits(net, x)).max() <= 1e-5
 
@@ -154,6 +166,7 @@ def test_fixed_batch_mindir_in_a_process_that_imports_only_mindspore(tmp_path):
     out = str(tmp_path / "g.mindir")
     assert export_main(["--ckpt_path", str(tmp_path / "w.ckpt"), "--model", "ghostnet_050", "--output", out,
                         "--batch_size", "4", *SMALL_FLAGS]) == 0
+    assert mindir_shapes(out) == ([[4, 3, 32, 32]], [[4, 10]])
     x = images(5)
     np.save(tmp_path / "x.npy", x[:4])
     child = textwrap.dedent(f"""
@@ -173,16 +186,60 @@ def test_fixed_batch_mindir_in_a_process_that_imports_only_mindspore(tmp_path):
         model(images(2, channels=1))
 
 
-def test_onnx_round_trip(tmp_path, capsys):
-    pytest.importorskip("onnxruntime")
+def test_onnx_round_trip_declares_a_dynamic_batch_on_its_output(tmp_path, capfd):
+    ort = pytest.importorskip("onnxruntime")
     net = write_checkpoint(tmp_path / "w.ckpt", "ghostnet_050", **SMALL)
     assert export_main(["--ckpt_path", str(tmp_path / "w.ckpt"), "--model", "ghostnet_050", "--file_format", "onnx",
                         *SMALL_FLAGS]) == 0
-    assert "reloaded ONNX" in capsys.readouterr().out
+    assert "reloaded ONNX" in capfd.readouterr().out
     model = load_exported(str(tmp_path / "w.onnx"))
     x = images(3)
     assert model.input_shape == (None, 3, 32, 32)
     assert np.abs(model(x).asnumpy() - logits(net, x)).max() <= 1e-4
+
+    session = ort.InferenceSession(str(tmp_path / "w.onnx"), providers=["CPUExecutionProvider"])  # warnings on
+    assert [node.shape for node in session.get_inputs()] == [["batch", 3, 32, 32]]
+    assert [node.shape for node in session.get_outputs()] == [["batch", 10]]
+    for batch in (1, 3):
+        assert session.run(None, {"image": images(batch)})[0].shape == (batch, 10)
+    assert "Expected shape" not in capfd.readouterr().err
+
+
+# --- the check of the written file -------------------------------------------------------------------------------
+
+def _large_logits_checkpoint(path, target=1e4):
+    """ghostnet_050 whose classifier is scaled so that its largest |logit| on random images is about `target`."""
+    net = random_bn_statistics(create_model("ghostnet_050", **SMALL))
+    factor = target / np.abs(logits(net, images(2))).max()
+    for param in (net.classifier.weight, net.classifier.bias):
+        param.set_data(mindspore.Tensor(param.asnumpy() * factor))
+    mindspore.save_checkpoint(net, str(path))
+
+
+def _reported_scale(out):
+    return float(out.split("of the largest |logit| ")[1].split()[0])
+
+
+def test_export_of_large_logits_is_judged_relative_to_their_scale(tmp_path, capsys):
+    """Float32 rounding grows with the logits: logits ~1e4 differ from the reloaded file by more than 1e-4."""
+    _large_logits_checkpoint(tmp_path / "w.ckpt")
+    assert export_main(["--ckpt_path", str(tmp_path / "w.ckpt"), "--model", "ghostnet_050", *SMALL_FLAGS]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and 3e3 <= _reported_scale(out) <= 3e4
+
+
+def test_a_file_off_by_a_thousandth_of_the_logits_fails(tmp_path, capsys, monkeypatch):
+    _large_logits_checkpoint(tmp_path / "w.ckpt")
+    write = export._write
+
+    def write_shifted(net, *args):
+        net.classifier.bias.set_data(mindspore.Tensor(net.classifier.bias.asnumpy() + 10.0))  # 1e-3 of ~1e4
+        write(net, *args)
+
+    monkeypatch.setattr(export, "_write", write_shifted)
+    assert export_main(["--ckpt_path", str(tmp_path / "w.ckpt"), "--model", "ghostnet_050", *SMALL_FLAGS]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and 3e3 <= _reported_scale(out) <= 3e4
 
 
 # --- errors ------------------------------------------------------------------------------------------------------

@@ -81,6 +81,11 @@ def test_readme_main_job_pipeline_and_cpu_figures_are_their_records():
     with open(os.path.join(RESULTS, "ghostnet_100_fashion_mnist", "eval.json"), encoding="utf-8") as f:
         top1 = json.load(f)["top1"]
     assert f"main job reaches {100 * top1:.2f}% test top-1" in readme
+    per_cpu = re.findall(r"(\d+\.\d\d)% on a 2-vCPU ([^,(]+?)[,(]", " ".join(readme.split()))
+    history = " ".join(_read(os.path.join(RESULTS, "history.md")).split())
+    assert len(per_cpu) >= 2 and per_cpu[0][0] == f"{100 * top1:.2f}", per_cpu  # the page's run comes first
+    for figure, cpu in per_cpu:
+        assert f"{figure}%" in history and cpu.split()[0] in history, (figure, cpu)
 
     with open(os.path.join(RESULTS, "data_pipeline", "benchmark_data.json"), encoding="utf-8") as f:
         loaders = json.load(f)["loaders"]
@@ -89,16 +94,40 @@ def test_readme_main_job_pipeline_and_cpu_figures_are_their_records():
     assert figure in readme and ours >= mindcv and ours >= timm
     assert f"| ours | {ours:.0f} |" in _read(os.path.join(RESULTS, "data_pipeline.md"))
 
-    with open(os.path.join(RESULTS, "cpu_performance", "after_refactor.json"), encoding="utf-8") as f:
+
+CPU_RECORD = os.path.join(RESULTS, "cpu_performance", "after_refactor.json")
+CPU_ROWS = {  # README's CPU table: row -> (workload, MindSpore runtime in the record, row shows the references)
+    "inference bs 1 @224, graph as trained": ("infer_224", "MindSpore graph", True),
+    "inference bs 1 @224, BN folded, conv + bias + ReLU kernels": ("infer_224", "MindSpore graph, BN folded", False),
+    "inference bs 1 @224, exported MINDIR": ("infer_224", "MindSpore MINDIR (BN folded)", False),
+    "training bs 32 @224": ("train_224", "MindSpore graph", True),
+    "training bs 128 @32, 1 channel, 10 classes": ("train_32", "MindSpore graph", True),
+}
+
+
+def _table_rows(text, header):
+    """{first cell: [the other cells]} of the Markdown table whose header line starts with `header`."""
+    lines = text.split("\n")
+    start = next(index for index, line in enumerate(lines) if line.startswith(header))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_readme_cpu_table_rows_are_their_record():
+    """Each row's workload, runtime and figures together: a figure moved to another row fails."""
+    with open(CPU_RECORD, encoding="utf-8") as f:
         runs = {(r["workload"], r["runtime"]): r for r in json.load(f)}
-    for workload, runtime, key, unit in (("infer_224", "MindSpore graph", "latency_ms", "ms"),
-                                         ("infer_224", "PyTorch eager", "latency_ms", "ms"),
-                                         ("infer_224", "MindSpore graph, BN folded", "latency_ms", "ms"),
-                                         ("infer_224", "MindSpore MINDIR (BN folded)", "latency_ms", "ms"),
-                                         ("infer_224", "ONNX Runtime", "latency_ms", "ms"),
-                                         ("train_224", "MindSpore graph", "images_per_s", "img/s"),
-                                         ("train_224", "PyTorch eager", "images_per_s", "img/s"),
-                                         ("train_32", "MindSpore graph", "images_per_s", "img/s"),
-                                         ("train_32", "PyTorch eager", "images_per_s", "img/s")):
-        figure = f"| {runs[workload, runtime][key]:.1f} {unit} |"
-        assert figure in readme, (workload, runtime, figure)
+    rows = _table_rows(_read(os.path.join(REPO, "README.md")), "| workload | MindSpore + src/kernels |")
+    assert set(rows) == set(CPU_ROWS)
+    for label, (workload, runtime, references) in CPU_ROWS.items():
+        key, unit = ("latency_ms", "ms") if workload.startswith("infer") else ("images_per_s", "img/s")
+        ours, torch = runs[workload, runtime][key], runs[workload, "PyTorch eager"][key]
+        onnx = runs.get((workload, "ONNX Runtime"))
+        expected = [f"{ours:.1f} {unit}", f"{torch:.1f} {unit}" if references else "", f"{ours / torch:.2f}",
+                    f"{onnx[key]:.1f} {unit}" if references and onnx else ""]
+        assert rows[label] == expected, label

@@ -28,7 +28,7 @@ def test_training_writes_the_run_and_lowers_the_loss(tmp_path, capsys, mode):
     run = tmp_path / "run"
     assert sorted(os.listdir(run)) == ["accuracy_curve.png", "best.ckpt", "config.yaml", "epoch_0002.ckpt",
                                        "epoch_0003.ckpt", "loss_curve.png", "metrics.csv", "metrics.json"]
-    assert "epoch 1/3  step 4/12  loss " in out and " img/s  eta 0:" in out
+    assert "epoch 1/3  step 4/12  loss " in out and " img/s  left: epoch 0:" in out
     assert "epoch 3/3 done: train loss" in out and "val (EMA) loss" in out
     history = json.loads((run / "metrics.json").read_text())
     epochs = history["epochs"]

@@ -102,7 +102,8 @@ class ProgressReport:
             left_in_epoch = self.steps - step - 1
             left_in_run = left_in_epoch + (self.epochs - epoch - 1) * self.steps
             line += (f"  {self.images_per_step / seconds_per_step:.1f} img/s  "
-                     f"eta {clock(left_in_epoch * seconds_per_step)} (run {clock(left_in_run * seconds_per_step)})")
+                     f"left: epoch {clock(left_in_epoch * seconds_per_step)}, "
+                     f"run {clock(left_in_run * seconds_per_step)}")
         return line
 
     def epoch_line(self, row: dict, ema: bool, best: bool) -> str:

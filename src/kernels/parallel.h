@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cmath>
 #include <cstdint>
@@ -27,54 +28,65 @@ inline int thread_count() {
 }
 
 // Helper threads that sleep on a condition variable between calls (no spinning), started on first use: starting
-// a thread per call cost 20-50 us, as much as a whole batch-1 inference kernel. One pool per library (this header
-// is compiled into each); a call that finds the pool busy (another MindSpore thread inside it) runs serially, and
-// so does a forked child, whose copy of the pool has no threads.
+// a thread per call cost 20-50 us, as much as a whole batch-1 inference kernel. A call is cut into a few pieces per
+// thread that the caller and the helpers claim in turn, and the caller never waits for a helper that has not woken
+// yet: when another process holds a core, a woken helper can wait milliseconds for it, and with a fixed half left
+// to the helper every launch waited as long (docs/results/cpu_performance.md). One pool per library (this header is
+// compiled into each); a call that finds the pool busy (another MindSpore thread inside it) runs serially, and so
+// does a forked child, whose copy of the pool has no threads.
 class Pool {
  public:
   using Job = void (*)(const void *body, int64_t first, int64_t last);
+  static constexpr int64_t PIECES_PER_THREAD = 4;
 
   static Pool &instance() {
     static Pool *pool = new Pool(thread_count() - 1);  // never destroyed: helpers outlive static destructors
     return *pool;
   }
 
-  // Runs job(body, first, last) over [0, tasks) in one chunk per thread; false when it could not (busy, forked).
+  // Runs job(body, first, last) over consecutive ranges covering [0, tasks); false when it could not (busy, forked).
   bool run(int64_t tasks, Job job, const void *body) {
     std::unique_lock<std::mutex> busy(submit_, std::try_to_lock);
     if (!busy.owns_lock() || getpid() != owner_ || helpers_.empty()) return false;
-    const int64_t chunk = (tasks + helpers_.size()) / (helpers_.size() + 1);
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      job_ = job, body_ = body, tasks_ = tasks, chunk_ = chunk, pending_ = static_cast<int>(helpers_.size());
+      job_ = job, body_ = body, tasks_ = tasks;
+      pieces_ = std::min<int64_t>(tasks, PIECES_PER_THREAD * static_cast<int64_t>(helpers_.size() + 1));
+      next_.store(0, std::memory_order_relaxed);
+      open_ = true;
       ++generation_;
     }
     wake_.notify_all();
-    job(body, 0, std::min(tasks, chunk));
+    work();
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    open_ = false;  // a helper waking from now on finds the call over; wait only for those inside it
+    done_.wait(lock, [this] { return active_ == 0; });
     return true;
   }
 
  private:
   explicit Pool(int helpers) : owner_(getpid()) {
-    for (int index = 1; index <= helpers; ++index) helpers_.emplace_back([this, index] { serve(index); });
+    for (int index = 0; index < helpers; ++index) helpers_.emplace_back([this] { serve(); });
     for (auto &helper : helpers_) helper.detach();
   }
 
-  void serve(int index) {
+  void work() {
+    for (int64_t piece = next_.fetch_add(1); piece < pieces_; piece = next_.fetch_add(1))
+      job_(body_, piece * tasks_ / pieces_, (piece + 1) * tasks_ / pieces_);
+  }
+
+  void serve() {
     uint64_t seen = 0;
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
       wake_.wait(lock, [&] { return generation_ != seen; });
       seen = generation_;
-      const int64_t first = std::min(tasks_, index * chunk_), last = std::min(tasks_, (index + 1) * chunk_);
-      Job job = job_;
-      const void *body = body_;
+      if (!open_) continue;
+      ++active_;
       lock.unlock();
-      if (first < last) job(body, first, last);
+      work();
       lock.lock();
-      if (--pending_ == 0) done_.notify_one();
+      if (--active_ == 0) done_.notify_one();
     }
   }
 
@@ -84,12 +96,14 @@ class Pool {
   const pid_t owner_;
   Job job_ = nullptr;
   const void *body_ = nullptr;
-  int64_t tasks_ = 0, chunk_ = 0;
+  int64_t tasks_ = 0, pieces_ = 0;
+  std::atomic<int64_t> next_{0};
   uint64_t generation_ = 0;
-  int pending_ = 0;
+  bool open_ = false;
+  int active_ = 0;
 };
 
-// body(first, last) over [0, tasks) in contiguous chunks, one per thread; serial when the call is too small
+// body(first, last) over [0, tasks) in contiguous ranges; serial when the call is too small
 // (`work` multiply-adds) for waking the helpers (~10 us) to pay off.
 template <typename Body>
 void parallel_for(int64_t tasks, int64_t work, const Body &body) {
