@@ -120,7 +120,7 @@ def test_a_cluster_and_its_processes_are_removed_however_its_maker_ends(tmp_path
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", pid
 
 
-@pytest.mark.parametrize("launcher, per_host", [("mpirun", 1), ("msrun", 1), ("mpirun", 2)])
+@pytest.mark.parametrize("launcher, per_host", [("mpirun", 1), ("msrun", 1), ("mpirun", 2), ("msrun", 2)])
 def test_hosts_train_and_validate_as_one_process_with_the_combined_batch(local_cluster, one_process, tmp_path,
                                                                          launcher, per_host):
     single_cfg, single_dir, double = one_process
@@ -154,13 +154,14 @@ def test_a_rank_that_cannot_reach_the_scheduler_stops_with_one_line(local_cluste
     assert seconds < 90, output[-3000:]
 
 
-@pytest.mark.parametrize("launcher, loss", [("mpirun", "kill"), ("msrun", "link_down")])
+@pytest.mark.parametrize("launcher, loss", [("mpirun", "kill"), ("msrun", "crash"), ("msrun", "link_down")])
 def test_a_lost_host_ends_the_job_in_bounded_time_and_resume_ends_as_an_uninterrupted_run(
         local_cluster, one_process, tmp_path, launcher, loss):
     """Host 1's rank pauses as its second epoch starts (`--fail stall`) while rank 0 waits in the gradient
-    all-reduce; meanwhile host 1's training processes are SIGKILLed, or its link goes down. Every surviving
-    process must be gone within LOST_HOST_BOUND_S, the output naming host 1's rank; then the same launch with
-    `--resume auto` continues from the epoch-1 checkpoint and ends with the single-process weights."""
+    all-reduce; meanwhile host 1's training processes are SIGKILLed, or all its processes (a crash), or its link
+    goes down. Every surviving process must be gone within LOST_HOST_BOUND_S, the output naming host 1's rank; then
+    the same launch with `--resume auto` continues from the epoch-1 checkpoint and ends with the single-process
+    weights."""
     single_cfg, single_dir, double = one_process
     config = _config(double, tmp_path, 2)
     procs = _launch(local_cluster, launcher, 1, config, tmp_path / "first", "--fail", "stall",
@@ -172,9 +173,9 @@ def test_a_lost_host_ends_the_job_in_bounded_time_and_resume_ends_as_an_uninterr
         time.sleep(0.2)
     time.sleep(1.0)  # rank 0 is in the all-reduce
     lost_at = time.monotonic()
-    if loss == "kill":
+    if loss in ("kill", "crash"):  # kill: its training processes; crash: everything on it, launcher included
         for pid in _pids(local_cluster, 1):
-            if b"distributed_worker" in open(f"/proc/{pid}/cmdline", "rb").read():
+            if loss == "crash" or b"distributed_worker" in open(f"/proc/{pid}/cmdline", "rb").read():
                 os.kill(int(pid), signal.SIGKILL)
     else:
         local_cluster.link_down(1)
