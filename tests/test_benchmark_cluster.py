@@ -36,7 +36,7 @@ def test_the_projection_is_bandwidth_plus_hop_latency(capsys):
 def test_the_results_page_holds_the_tables_its_records_render(capsys):
     """docs/results/multi_host.md shows every table row that print_tables / print_projection make of its records."""
     records = []
-    for name in ("multi_host.json", "multi_host_accuracy.json"):
+    for name in ("multi_host.json", "multi_host_accuracy.json", "multi_host_quiet.json"):
         with open(os.path.join(RESULTS, name), encoding="utf-8") as f:
             records += json.load(f)["records"]
     print_tables(records)
