@@ -140,12 +140,13 @@ def main(argv=None):
     difference = _max_difference(load_exported(output)(sample).asnumpy(), reference)
     scale = float(np.abs(reference).max())
     tolerance = ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * scale
-    verdict = "OK" if difference <= tolerance else "FAILED"
+    within = difference <= tolerance
+    verdict = "OK" if within else "FAILED"
     relative = difference / scale if scale else 0.0
     print(f"reloaded {file_format} vs checkpoint network, random batch of {batch}: max |difference| "
           f"{difference:.3g}, {relative:.3g} of the largest |logit| {scale:.3g} "
           f"(allowed {ABSOLUTE_TOLERANCE:g} + {RELATIVE_TOLERANCE:g} x {scale:.3g} = {tolerance:.3g}) {verdict}")
-    return 0 if difference <= tolerance else 1
+    return 0 if within else 1
 
 
 if __name__ == "__main__":
