@@ -54,7 +54,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from src.analysis.redundancy import channel_redundancy  # noqa: E402
-from src.atomic_files import write_json_atomic  # noqa: E402
+from src.atomic_files import replace_atomic, write_json_atomic  # noqa: E402
 from src.checkpoint import CheckpointError  # noqa: E402
 from src.config import ConfigError, config_help, load_config, parse_overrides  # noqa: E402
 from src.configured_model import Sizes, model_for_data, model_from_checkpoint, registered_model_info  # noqa: E402
@@ -327,7 +327,7 @@ def plot_feature_grid(maps, summary, path, title, max_channels=0):
         side.annotate(line, (0.02, 1.0), xycoords="axes fraction", xytext=(0, -13 * i), textcoords="offset points",
                       color=colour, fontsize=9, va="top", ha="left", family="monospace")
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path)
+    replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return path
 

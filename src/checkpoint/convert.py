@@ -6,7 +6,6 @@ ghostnet_nose_1x, ghostnet_600m), the last two renamed by layouts.py. The zoo's 
 their differences (uncut ghost outputs, SE and channel rounding) give the same shapes at the published widths, and
 their hard sigmoid's float32(1 / 6) differs from / 6 in the last bit.
 """
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import mindspore as ms
 import numpy as np
 
+from src.atomic_files import replace_atomic
 from src.checkpoint.files import CheckpointError, model_weights, read_checkpoint
 from src.checkpoint.layouts import layout_of
 from src.checkpoint.torch_file import load_state_dict
@@ -144,12 +144,8 @@ def convert_checkpoint(model: str, src_path, dst_path, num_classes: Optional[int
     fresh = [p.name for p in net.get_parameters() if p.name not in params]
     records = [{"name": p.name, "data": params.get(p.name, p)} for p in net.get_parameters()]
 
-    tmp = dst_path.with_name(f".{dst_path.stem}.{os.getpid()}.tmp.ckpt")
-    try:
-        ms.save_checkpoint(records, str(tmp), crc_check=True)  # read_checkpoint checks the CRCs
-        os.replace(tmp, dst_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_atomic(str(dst_path), lambda tmp: ms.save_checkpoint(records, tmp, crc_check=True),  # CRCs: read back
+                   suffix=".ckpt")
 
     saved = ms.load_checkpoint(str(dst_path))
     expected = {p.name for p in net.get_parameters()}

@@ -12,6 +12,7 @@ from collections import Counter
 import mindspore as ms
 import numpy as np
 
+from src.atomic_files import replace_atomic
 from src.checkpoint.layouts import to_repo_names
 
 EMA_PREFIX = "ema."
@@ -32,19 +33,12 @@ def _key_list(keys, limit=8):
 
 def save_checkpoint(path: str, tensors: dict, meta: dict = None):
     """Write {name: Tensor/Parameter} plus scalar metadata; readers never see a half-written file."""
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.tmp.ckpt")  # MindSpore insists on the .ckpt suffix
     append = {META_PREFIX + key: value for key, value in (meta or {}).items()}
     count = ms.Tensor(np.array(1 + len(tensors) + len(append), np.int64))
     items = [{"name": META_PREFIX + _ENTRIES, "data": count}]
     items += [{"name": key, "data": value} for key, value in tensors.items()]
-    try:
-        ms.save_checkpoint(items, tmp, append_dict=append or None, crc_check=True)
-        os.replace(tmp, path)
-    except BaseException:  # a failed or interrupted write leaves the previous file, and no temporary one
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    replace_atomic(path, lambda tmp: ms.save_checkpoint(items, tmp, append_dict=append or None, crc_check=True),
+                   suffix=".ckpt")  # MindSpore insists on the .ckpt suffix
 
 
 def read_checkpoint(path: str):

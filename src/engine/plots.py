@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from src.atomic_files import replace_atomic  # noqa: E402
+
 
 def _plot(path, title, ylabel, series):
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
@@ -20,7 +22,7 @@ def _plot(path, title, ylabel, series):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return path
 
@@ -72,6 +74,6 @@ def plot_confusion_matrix(report: dict, path: str) -> str:
            title=f"{report.get('model', '')} on {report.get('dataset', '')} ({report.get('split', '')}): "
                  f"top-1 {100 * report['top1']:.2f}%")
     fig.tight_layout()
-    fig.savefig(path)
+    replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return path

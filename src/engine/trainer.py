@@ -11,6 +11,7 @@ import json
 import math
 import time
 
+from src.atomic_files import WriteError
 from src.checkpoint import CLASS_NAMES
 from src.distributed.buffers import moving_statistics, rank_averager
 from src.engine.cadence import Cadence
@@ -64,14 +65,18 @@ class Trainer:
     def fit(self):
         """Train from scratch, or from `cfg.resume`, up to `cfg.epochs`; then draw the curves."""
         start_epoch = self._resume() if self.cfg.resume else 0
-        with self.signals:
-            for epoch in range(start_epoch, self.cfg.epochs):
-                row = self._train_epoch(epoch)
-                if self.cadence.validation(epoch):
-                    row.update(self._validate())
-                self._end_epoch(epoch, row)
-        if self.dist.is_main and self.history.epochs:
-            self.log(f"curves: {', '.join(plot_curves(self.history, self.cfg.output_dir))}")
+        try:
+            with self.signals:
+                for epoch in range(start_epoch, self.cfg.epochs):
+                    row = self._train_epoch(epoch)
+                    if self.cadence.validation(epoch):
+                        row.update(self._validate())
+                    self._end_epoch(epoch, row)
+            if self.dist.is_main and self.history.epochs:
+                self.log(f"curves: {', '.join(plot_curves(self.history, self.cfg.output_dir))}")
+        except WriteError as err:  # the disk refused a file: say where the run can continue from
+            raise err.noting(f"the newest complete checkpoint is {self.checkpoints.describe_newest()} (continue "
+                             f"with --resume auto once {'there is space' if err.no_space else 'it can be written'})")
         if self.best_top1 >= 0:
             self.log(f"best validation top-1 {100 * self.best_top1:.2f}%: {self.checkpoints.best_path}")
 
