@@ -23,6 +23,7 @@ import sys
 
 import src  # noqa: F401  (before mindspore: caps oneDNN's ISA)
 from src.analysis.profile import count_params
+from src.atomic_files import WriteError
 from src.checkpoint import CheckpointError, load_pretrained
 from src.config import ConfigError, config_from_command_line, prepare_output_dir, save_config
 from src.configured_model import for_this_device, model_for_data
@@ -30,6 +31,7 @@ from src.data import DatasetError, create_dataset
 from src.device import placement, setup_context
 from src.distributed import init_distributed
 from src.distributed.agreement import RanksDisagree, check_ranks_agree, run_fingerprint
+from src.engine import run_folder
 from src.engine import (DistillationLoss, EpochData, ModelEMA, NonFiniteLossError, SoftTargetCrossEntropy, Trainer,
                         TrainingInterrupted, TrainingState, TrainStep, build_lr_schedule, build_teacher,
                         create_loss_scaler, create_optimizer, gradient_reducer, loss_scaler_state, mixed_precision)
@@ -37,14 +39,21 @@ from src.models import model_info
 
 
 def main(argv=None):
-    cfg = config_from_command_line(argv, __doc__)
+    cfg = config_from_command_line(argv, __doc__, "train.py")
 
     device = setup_context(cfg, training=True)  # before any data is read: an unusable device fails here
     dist = init_distributed(device)
     print(placement(cfg).line(dist.rank, dist.world_size), flush=True)  # every rank's first line: what it got
-    if dist.is_main:
-        prepare_output_dir(cfg.output_dir)
+    if not dist.is_main:  # rank 0 holds the (shared) output folder for the whole run
+        return train(cfg, dist, device)
+    prepare_output_dir(cfg.output_dir)
+    with run_folder.hold(cfg.output_dir):
+        run_folder.claim(cfg)
+        return train(cfg, dist, device)
 
+
+def train(cfg, dist, device):
+    """Data, model, loss, optimizer and the loop of the run `cfg` describes."""
     train_data = EpochData(cfg, dist)
     val_data, val_info = create_dataset(cfg, cfg.val_split, training=False, num_shards=dist.world_size,
                                         shard_id=dist.rank,  # each rank validates its shard
@@ -89,8 +98,9 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError, RanksDisagree) as err:
-        sys.exit(f"error: {err}")
+    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError, RanksDisagree, run_folder.RunFolderError,
+            WriteError) as err:
+        sys.exit(f"train.py: error: {err}")
     except TrainingInterrupted as err:  # SIGINT / SIGTERM: the state was saved; exit 130 / 143
         print(err, file=sys.stderr, flush=True)
         sys.exit(err.exit_code)

@@ -9,7 +9,7 @@ Evaluates cfg.val_split (override with --val_split), prints a report and writes 
 A checkpoint that does not fit the model is an error naming the keys; EMA weights are used when present.
 Labels are numbered by the checkpoint's class names (written by training), else by the training split's classes
 (class folders of train_split for folder data); a split with a class folder outside them is an error.
-Every key of src/config.py's Config is a flag (--key value; --help lists them); the device is the best one this
+The config keys validate.py reads are flags (--key value; --help lists them); the device is the best one this
 MindSpore build and machine can use unless --device_target names one.
 """
 import os
@@ -17,7 +17,7 @@ import sys
 import warnings
 
 import src  # noqa: F401  (before mindspore: caps oneDNN's ISA)
-from src.atomic_files import write_json_atomic
+from src.atomic_files import WriteError, write_json_atomic
 from src.checkpoint import CheckpointError, checkpoint_class_names, load_weights
 from src.config import ConfigError, config_from_command_line
 from src.configured_model import for_this_device, model_for_data
@@ -64,7 +64,7 @@ def write_report(report: dict, cfg) -> str:
 
 
 def main(argv=None) -> dict:
-    cfg = config_from_command_line(argv, __doc__)
+    cfg = config_from_command_line(argv, __doc__, "validate.py")
     if bool(cfg.ckpt_path) == bool(cfg.mindir):
         raise ConfigError("validate.py needs exactly one of --ckpt_path CHECKPOINT and --mindir EXPORTED_FILE")
     device = setup_context(cfg)
@@ -89,5 +89,5 @@ def main(argv=None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DatasetError, CheckpointError, ExportedModelError) as err:
-        sys.exit(f"error: {err}")
+    except (ConfigError, DatasetError, CheckpointError, ExportedModelError, WriteError) as err:
+        sys.exit(f"validate.py: error: {err}")

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 config=${CONFIG:-configs/ghostnet/ghostnet_100_fashion_mnist.yaml}
 out=${OUTPUT_DIR:-outputs/ghostnet_100_fashion_mnist}
 start=$(date +%s)
-python train.py --config "$config" --output_dir "$out" "$@"
+python train.py --config "$config" --output_dir "$out" --resume auto "$@"  # a rerun continues or reuses the run
 python validate.py --config "$config" --output_dir "$out" --ckpt_path "$out/best.ckpt"
 report=$(ls -t "$out"/eval_best_*.json | head -n 1)
 python scripts/results_page.py --run "$out" --eval "$report" --page "$out/results.md" --command "bash scripts/main_job.sh"

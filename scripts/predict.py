@@ -9,7 +9,7 @@ normalise with the dataset's mean / std; grey for 1-channel models); the config 
 interpolation, dataset and mean / std (an exported file's own input size wins over image_size). Class names come
 from --labels (one name per line) when given, else from the checkpoint (training stores them), else from the
 training split of the config's dataset (its class folders, for folder data; no image is read). Other `--key value`
-flags override config keys as in train.py (`--ckpt_path` is one; --help lists them). Folders are searched
+flags override the config keys predict.py reads (`--ckpt_path` is one; --help lists them). Folders are searched
 recursively. The model runs on the best device this MindSpore build and machine can use unless --device_target
 names one.
 """
@@ -44,7 +44,7 @@ class PredictError(ValueError):
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=config_help(skip=("mindir",)))  # --mindir is predict.py's own flag
+                                     epilog=config_help("predict.py"))
     parser.add_argument("--images", nargs="+", required=True, metavar="PATH", help="image files and/or folders")
     parser.add_argument("--config", help="YAML config the model was trained with")
     parser.add_argument("--mindir", help="exported .mindir (or .onnx) file to run instead of --ckpt_path")
@@ -115,7 +115,7 @@ def top_k(logits, names, k=TOP_K):
 
 def main(argv=None):
     args, rest = parse_args(argv)
-    cfg = load_config(args.config, parse_overrides(rest))
+    cfg = load_config(args.config, parse_overrides(rest, "predict.py"))
     device = setup_context(cfg)  # an unusable device is an error before any work
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)  # a few batches: compiling a graph would cost more
     dataset_statistics(cfg)  # so are an unknown dataset and a bad mean / std

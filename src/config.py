@@ -120,7 +120,12 @@ class Config:
     keep_checkpoints: int = _key(3, "epoch checkpoints kept in output_dir (older ones are deleted)")
     log_interval: int = _key(50, "steps between progress lines")
     val_interval: int = _key(1, "epochs between validations; 0 disables validation during training")
-    resume: str = _key("", 'checkpoint to continue from, or "auto" for the newest in output_dir')
+    resume: str = _key("", 'checkpoint to continue from, "auto" for the newest in output_dir, or a run folder '
+                           '(its output_dir; its config.yaml is the recipe unless --config is given)')
+    replace_run: bool = _key(False, "a new run may replace the checkpoints and records of an earlier run in "
+                                    "output_dir (else it stops, saying how to continue that run)")
+    allow_changed_recipe: bool = _key(False, "--resume may change keys that make the run differ from an "
+                                             "uninterrupted one (model, data, batch_size, seed, lr, ...)")
     max_steps_per_epoch: int = _key(0, ">0 truncates epochs (smoke tests)")
     ckpt_path: str = _key("", "validate.py / export.py / predict.py: the weights to use")
     mindir: str = _key("", "validate.py: evaluate this exported MINDIR (or .onnx) file instead of a checkpoint")
@@ -128,6 +133,23 @@ class Config:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
+
+# The keys each entry point reads, so that a flag meant for another one is an error, not silently ignored. A
+# --config file is a recipe that serves them all: only flags are checked.
+_MODEL = {"model", "num_classes", "in_channels", "small_input", "width", "ghost_ratio"}
+_DEVICE = {"device_target", "device_id"}
+_EVAL_INPUT = {"dataset", "data_dir", "train_split", "image_size", "crop_pct", "interpolation", "mean", "std"}
+ENTRY_POINT_KEYS = {
+    "train.py": set(_FIELDS) - {"ckpt_path", "mindir"},
+    "validate.py": _MODEL | _DEVICE | _EVAL_INPUT | {"val_split", "batch_size", "eval_batch_size", "num_workers",
+                                                     "bad_images", "mode", "cpu_kernels", "amp_level", "output_dir",
+                                                     "ckpt_path", "mindir"},
+    "export.py": _MODEL | _DEVICE | {"seed", "ckpt_path"},  # --image_size, --static_batch: flags of its own
+    "predict.py": _MODEL | _DEVICE | _EVAL_INPUT | {"cpu_kernels", "ckpt_path"},  # --mindir: a flag of its own
+}
+# What a user who typed a key of another entry point most likely meant.
+_INSTEAD = {("train.py", "ckpt_path"): "to start from weights use --pretrained; to continue a run --resume",
+            ("export.py", "batch_size"): "the exported batch is --static_batch"}
 
 
 def _closest(key):
@@ -296,8 +318,16 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
     return cfg
 
 
-def parse_overrides(argv: List[str]) -> dict:
-    """`--key value` / `--key=value` pairs -> {key: value}; values are read as YAML scalars or lists."""
+def _foreign_key(key, entry_point) -> str:
+    """The error for a key `entry_point` does not read: where it belongs, or what was meant."""
+    users = [name for name, keys in ENTRY_POINT_KEYS.items() if key in keys]
+    where = _INSTEAD.get((entry_point, key)) or f"it is read by {', '.join(users) or 'no entry point'}"
+    return f"--{key} is not a flag of {entry_point}: {where}"
+
+
+def parse_overrides(argv: List[str], entry_point: Optional[str] = None) -> dict:
+    """`--key value` / `--key=value` pairs -> {key: value}; values are read as YAML scalars or lists. With an
+    `entry_point` (a key of ENTRY_POINT_KEYS), a key it does not read is an error naming where it belongs."""
     overrides, i = {}, 0
     while i < len(argv):
         arg = argv[i]
@@ -311,6 +341,8 @@ def parse_overrides(argv: List[str]) -> dict:
             text, i = argv[i + 1], i + 1
         if key not in _FIELDS:
             raise ConfigError(f"unknown config key '{key}' on the command line{_closest(key)}")
+        if entry_point and key not in ENTRY_POINT_KEYS[entry_point]:
+            raise ConfigError(_foreign_key(key, entry_point))
         value = yaml.safe_load(text) if text.strip() else ""
         if _HINTS[key] is str or typing.get_args(_HINTS[key])[:1] == (str,):
             value = text  # keep strings verbatim ("1e-3" stays a string, "00" is not an int)
@@ -354,15 +386,18 @@ def yaml_text(value) -> str:
     return '""' if value == "" else str(value)
 
 
-def config_help(skip=()) -> str:
-    """Every Config key by section with its type, meaning, allowed range and default: the scripts' --help epilog.
-    `skip`: keys a script takes as flags of its own."""
+def config_help(entry_point: Optional[str] = None) -> str:
+    """The Config keys `entry_point` reads (None: all), by section, with type, meaning, allowed range and default:
+    its --help epilog."""
     rules = {key: rule for keys, rule, _ in RANGES for key in keys}
     lines = ["config keys: --key value (a list: --key a,b), or key: value in the --config YAML file, which overrides",
              "the defaults shown; flags override both."]
     for title, note, fields in _sections():
+        fields = [f for f in fields if f.name in ENTRY_POINT_KEYS.get(entry_point, _FIELDS)]
+        if not fields:
+            continue
         lines += ["", f"{title}:"] + textwrap.wrap(note, 116, initial_indent="  ", subsequent_indent="  ")
-        for field_ in (f for f in fields if f.name not in skip):
+        for field_ in fields:
             name = field_.name
             default = field_.default_factory() if field_.default is dataclasses.MISSING else field_.default
             head = f"  --{name} {_type_name(_HINTS[name])}"
@@ -376,13 +411,26 @@ def config_help(skip=()) -> str:
     return "\n".join(lines)
 
 
-def config_from_command_line(argv, description: str) -> Config:
-    """`--config FILE` plus `--key value` overrides of any Config key -> the validated Config."""
+def config_from_command_line(argv, description: str, entry_point: str) -> Config:
+    """`--config FILE` plus `--key value` overrides of the Config keys `entry_point` reads -> the validated Config.
+    `--resume FOLDER` continues the run in that folder: its output_dir, and its config.yaml unless --config is
+    given."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=config_help())
+                                     epilog=config_help(entry_point))
     parser.add_argument("--config", default=None, help="YAML file with the run's settings")
     args, overrides = parser.parse_known_args(argv)
-    return load_config(args.config, parse_overrides(overrides))
+    overrides = parse_overrides(overrides, entry_point)
+    folder = overrides.get("resume", "")
+    if os.path.isdir(folder):
+        if os.path.abspath(overrides.setdefault("output_dir", folder)) != os.path.abspath(folder):
+            raise ConfigError(f"--resume {folder} is a run folder, but --output_dir names another: "
+                              f"{overrides['output_dir']}")
+        overrides["resume"] = "auto"
+        recipe = os.path.join(folder, "config.yaml")
+        if not (args.config or os.path.isfile(recipe)):
+            raise ConfigError(f"--resume {folder}: the folder has no config.yaml; give the recipe with --config")
+        return load_config(args.config or recipe, overrides)
+    return load_config(args.config, overrides)
 
 
 def prepare_output_dir(directory: str):
