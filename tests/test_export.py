@@ -165,7 +165,7 @@ def test_fixed_batch_mindir_in_a_process_that_imports_only_mindspore(tmp_path):
     net = write_checkpoint(tmp_path / "w.ckpt", "ghostnet_050", **SMALL)
     out = str(tmp_path / "g.mindir")
     assert export_main(["--ckpt_path", str(tmp_path / "w.ckpt"), "--model", "ghostnet_050", "--output", out,
-                        "--batch_size", "4", *SMALL_FLAGS]) == 0
+                        "--static_batch", "4", *SMALL_FLAGS]) == 0
     assert mindir_shapes(out) == ([[4, 3, 32, 32]], [[4, 10]])
     x = images(5)
     np.save(tmp_path / "x.npy", x[:4])
@@ -257,7 +257,7 @@ def checkpoint(tmp_path_factory):
     (["--image_size", "0"], "one or two positive integers"),
     (["--image_size", "32", "32", "32"], "one or two positive integers"),
     (["--image_size", "4"], "too small for ghostnet_050: it downsamples 8x"),
-    (["--batch_size", "0"], "--batch_size must be at least 1"),
+    (["--static_batch", "0"], "--static_batch must be at least 1"),
 ])
 def test_bad_arguments_are_named(checkpoint, flags, message):
     with pytest.raises(ExportError, match=message):
