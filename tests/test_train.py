@@ -26,7 +26,7 @@ def test_training_writes_the_run_and_lowers_the_loss(tmp_path, capsys, mode):
     train.main(["--config", write_config(cfg, tmp_path / "cfg.yaml")])
     out = capsys.readouterr().out
     run = tmp_path / "run"
-    assert sorted(os.listdir(run)) == ["accuracy_curve.png", "best.ckpt", "config.yaml", "epoch_0002.ckpt",
+    assert sorted(os.listdir(run)) == [".lock", "accuracy_curve.png", "best.ckpt", "config.yaml", "epoch_0002.ckpt",
                                        "epoch_0003.ckpt", "loss_curve.png", "metrics.csv", "metrics.json"]
     assert "epoch 1/3  step 4/12  loss " in out and " img/s  left: epoch 0:" in out
     assert "epoch 3/3 done: train loss" in out and "val (EMA) loss" in out
@@ -76,7 +76,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         train.main(["--config", config])
     monkeypatch.undo()
-    assert sorted(os.listdir(tmp_path / "parts"))[:2] == ["best.ckpt", "config.yaml"]
+    assert sorted(os.listdir(tmp_path / "parts"))[:3] == [".lock", "best.ckpt", "config.yaml"]
     train.main(["--config", config, "--resume", "auto"])
 
     expected, _ = read_checkpoint(str(tmp_path / "whole" / "epoch_0003.ckpt"))
