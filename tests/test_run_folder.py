@@ -119,10 +119,12 @@ def test_a_resume_names_every_changed_key_and_refuses_those_that_change_the_run(
     assert "3 of 4 epochs done" in out and "lr (" not in out
 
 
-def test_epochs_of_a_cosine_schedule_cannot_change_on_a_resume(tmp_path):
-    config = write_config(tiny_config(tmp_path, **{**QUICK, "scheduler": "cosine"}), tmp_path / "cfg.yaml")
+@pytest.mark.parametrize("schedule, what", [(dict(scheduler="cosine"), "the cosine schedule's length"),
+                                            (dict(warmup_epochs=1.5), "the warm-up's length")])
+def test_epochs_cannot_change_on_a_resume_when_the_lr_schedule_depends_on_them(tmp_path, schedule, what):
+    config = write_config(tiny_config(tmp_path, **{**QUICK, **schedule}), tmp_path / "cfg.yaml")
     train.main(["--config", config])
-    with pytest.raises(RunFolderError, match=r"in epochs \(1 -> 2\) \(epochs sets the cosine schedule's length\)"):
+    with pytest.raises(RunFolderError, match=rf"in epochs \(1 -> 2\) \(epochs sets {what}\)"):
         train.main(["--config", config, "--resume", "auto", "--epochs", "2"])
 
 

@@ -16,7 +16,7 @@ RECORDS = ("best.ckpt", "metrics.json", "metrics.csv", "loss_curve.png", "accura
 RUN_CONTROL = {"output_dir", "resume", "replace_run", "allow_changed_recipe"}
 # Keys whose change keeps a resumed run equal to an uninterrupted one with the new values: they decide when the
 # run reads, reports, validates or saves (validation changes no weight), and how many data workers decode the same
-# batches. `epochs` too, unless the schedule's length depends on it (cosine).
+# batches. `epochs` too, unless the LR schedule depends on it (`_lr_depends_on_epochs`).
 SAFE_TO_CHANGE = {"epochs", "log_interval", "val_interval", "ckpt_interval", "ckpt_interval_steps", "keep_checkpoints",
                   "max_nonfinite_steps", "num_workers", "eval_batch_size", "device_id"}
 
@@ -76,15 +76,25 @@ def compare_recipes(cfg):
         raise RunFolderError(f"cannot compare the command's recipe with the run's: {err}") from err
     changed = [(key, value, getattr(cfg, key)) for key, value in dataclasses.asdict(folder).items()
                if key not in RUN_CONTROL and getattr(cfg, key) != value]
-    safe = [c for c in changed if c[0] in SAFE_TO_CHANGE and not (c[0] == "epochs" and cfg.scheduler == "cosine")]
+    schedule = _lr_depends_on_epochs(folder, cfg)
+    safe = [c for c in changed if c[0] in SAFE_TO_CHANGE and not (c[0] == "epochs" and schedule)]
     unsafe = [c for c in changed if c not in safe]
     listed = lambda keys: ", ".join(f"{key} ({old!r} -> {new!r})" for key, old, new in keys)  # noqa: E731
     if unsafe and not cfg.allow_changed_recipe:
-        cosine = " (epochs sets the cosine schedule's length)" if "epochs" in [c[0] for c in unsafe] else ""
-        raise RunFolderError(f"--resume: the command's recipe differs from {recipe} in {listed(unsafe)}{cosine}; the "
+        why = f" (epochs sets {schedule})" if "epochs" in [c[0] for c in unsafe] else ""
+        raise RunFolderError(f"--resume: the command's recipe differs from {recipe} in {listed(unsafe)}{why}; the "
                              f"resumed run would not equal an uninterrupted one. Resume with the folder's recipe "
                              f"(python train.py --resume {cfg.output_dir}), or pass --allow_changed_recipe true")
     if changed:
         print(f"resume: applying the keys that differ from {recipe}: {listed(changed)}"
               + (" (allowed by --allow_changed_recipe)" if unsafe else ""), flush=True)
 
+
+def _lr_depends_on_epochs(folder, cfg) -> str:
+    """What of the LR schedule (lr_schedule.py) `epochs` sets: the cosine's length, or a warm-up the run's end cuts
+    short; "" when a changed `epochs` leaves every step's LR as it was."""
+    if cfg.scheduler == "cosine":
+        return "the cosine schedule's length"
+    if cfg.warmup_epochs > min(folder.epochs, cfg.epochs):
+        return "the warm-up's length"
+    return ""
