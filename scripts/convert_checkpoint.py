@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import src  # noqa: E402,F401  (before mindspore)
+from src.atomic_files import WriteError  # noqa: E402
 from src.checkpoint import CheckpointError  # noqa: E402
 from src.checkpoint.convert import FORMATS, convert_checkpoint  # noqa: E402
 from src.models import list_models  # noqa: E402
@@ -54,5 +55,5 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, CheckpointError) as err:
-        sys.exit(f"error: {err}")
+    except (ValueError, CheckpointError, WriteError) as err:
+        sys.exit(f"convert_checkpoint.py: error: {err}")

@@ -24,7 +24,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from src.atomic_files import copy_atomic, write_text_atomic  # noqa: E402
+from src.atomic_files import WriteError, copy_atomic, write_text_atomic  # noqa: E402
 from src.engine.history import MetricsHistory  # noqa: E402
 from src.engine.plots import plot_confusion_matrix, plot_curves  # noqa: E402
 
@@ -165,6 +165,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except ResultsError as err:
+    except (ResultsError, WriteError) as err:
         print(f"results_page.py: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -54,7 +54,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from src.analysis.redundancy import channel_redundancy  # noqa: E402
-from src.atomic_files import replace_atomic, write_json_atomic  # noqa: E402
+from src.atomic_files import WriteError, replace_atomic, write_json_atomic  # noqa: E402
 from src.checkpoint import CheckpointError  # noqa: E402
 from src.config import ConfigError, config_help, load_config, parse_overrides  # noqa: E402
 from src.configured_model import Sizes, model_for_data, model_from_checkpoint, registered_model_info  # noqa: E402
@@ -453,6 +453,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (VisualizeError, ConfigError, DatasetError, CheckpointError) as err:
+    except (VisualizeError, ConfigError, DatasetError, CheckpointError, WriteError) as err:
         print(f"visualize_features.py: error: {err}", file=sys.stderr)
         sys.exit(2)
