@@ -141,12 +141,12 @@ def test_epochs_cannot_change_on_a_resume_when_the_lr_schedule_depends_on_them(t
 ], ids=["train ckpt_path", "train mindir", "validate lr", "export batch_size", "predict epochs"])
 def test_a_flag_of_another_entry_point_is_an_error_naming_where_it_belongs(main, flags, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        main(flags)
+        main(flags + ["--image_size", "0"])  # were the flag taken, the run would stop here, not train
 
 
 def test_train_with_a_mindcv_habit_stops_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "train.py", "--ckpt_path", "/nonexistent/x.ckpt", "--output_dir",
-                             str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+                             str(tmp_path), "--image_size", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "train.py: error: --ckpt_path is not a flag of train.py: to start from weights use --pretrained; "
