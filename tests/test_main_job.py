@@ -1,5 +1,6 @@
 """scripts/main_job.sh, the README's first command, end to end on generated Fashion-MNIST files: it trains,
-validates, writes the results page from that validation and exports a MINDIR that export.py checked."""
+validates, writes the results page from that validation and exports a MINDIR that export.py checked; run again, it
+reuses the finished run."""
 import json
 import os
 import subprocess
@@ -32,3 +33,9 @@ def test_main_job_trains_validates_publishes_and_exports(tmp_path):
     assert all((out / "results" / name).stat().st_size > 10_000
                for name in ("loss_curve.png", "accuracy_curve.png", "confusion_matrix.png"))
     assert (out / "ghostnet_100_fashion_mnist.mindir").stat().st_size > 1_000_000
+
+    trained = (out / "best.ckpt").stat().st_mtime_ns  # the same command again reuses the finished run
+    again = subprocess.run(["bash", "scripts/main_job.sh", "--max_steps_per_epoch", "2"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "1 of 1 epochs done" in again.stdout and (out / "best.ckpt").stat().st_mtime_ns == trained
