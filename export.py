@@ -5,9 +5,10 @@
     python export.py --config CFG --ckpt_path CKPT --num_classes 10 --in_channels 1 --small_input true
 
 Other `--key value` flags override the config keys export.py reads (--help lists them); num_classes / in_channels
-left null in the config are read off the checkpoint. The network is exported in inference form (eval mode, re-parameterisable branches
-fused, BatchNorm folded into the preceding convs: src/deploy/fuse.py) with a dynamic batch dimension unless
---static_batch fixes it, to `--output` (default: the checkpoint's path with the format's suffix).
+left null in the config are read off the checkpoint. The network is exported in inference form (eval mode,
+re-parameterisable branches fused, BatchNorm folded into the preceding convs: src/deploy/fuse.py) with a dynamic
+batch dimension unless --static_batch fixes it, to `--output` (default: the checkpoint's path with the format's
+suffix).
 
 The file is then loaded back (MINDIR: mindspore.load + nn.GraphCell; ONNX: onnxruntime, when installed) and
 compared with the checkpoint network, unfolded, on a random batch; the exit status is 1 when the largest

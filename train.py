@@ -5,7 +5,10 @@ Single device (the default main job: GhostNet 1.0x on Fashion-MNIST, CPU):
     python train.py --config configs/ghostnet/ghostnet_100_fashion_mnist.yaml --mode pynative --epochs 1
 Eight devices, data parallel (rank, data shard and gradient averaging come from src/distributed):
     mpirun -n 8 python train.py --config configs/ghostnet/ghostnet_100_imagenet.yaml --data_dir /path/to/imagenet
-Continue an interrupted run where it stopped:   --resume auto   (or --resume PATH/epoch_NNNN[_step_SSSS].ckpt)
+Continue an interrupted run where it stopped:   --resume auto   (or --resume PATH/epoch_NNNN[_step_SSSS].ckpt, or
+--resume RUN_FOLDER alone: the folder's config.yaml is the recipe). A resume names every key that differs from the
+folder's config.yaml and refuses those that would make the run differ from an uninterrupted one unless
+--allow_changed_recipe true; a new run into a folder with an earlier run's checkpoints stops unless --replace_run true.
 Ctrl-C / SIGTERM save the state after the current step, then exit with status 130 / 143 (a Ctrl-C inside a step
 arrives as SIGTERM: 143; a second signal stops at once, checkpoint writes being atomic);
 --ckpt_interval_steps N also saves one every N steps. Exit status 1: an error, or max_nonfinite_steps
@@ -13,10 +16,11 @@ consecutive non-finite losses (nothing written after the last good step).
 Fine-tune from a checkpoint with another head:  --pretrained CKPT
 Knowledge distillation:  --teacher_model NAME --teacher_ckpt CKPT (or --teacher_mindir FILE) [--kd_temperature T]
                          [--kd_weight ALPHA]; the teacher is never trained nor saved in the checkpoints
-Every key of src/config.py's Config is a flag (--key value), e.g. --device_target GPU --amp_level O2; --help lists
-them. The device is the best one this MindSpore build and machine can use unless --device_target names one.
-Writes to output_dir: config.yaml (the resolved config), epoch_NNNN.ckpt (resumable), best.ckpt (best validation
-top-1), metrics.json / metrics.csv, loss_curve.png and accuracy_curve.png.
+Every key of src/config.py's Config that training reads is a flag (--key value), e.g. --device_target GPU
+--amp_level O2; --help lists them. The device is the best one this MindSpore build and machine can use unless
+--device_target names one. Holds output_dir while it runs (.lock names the holder) and writes to it: config.yaml
+(the resolved config), epoch_NNNN.ckpt (resumable), best.ckpt (best validation top-1), metrics.json / metrics.csv,
+loss_curve.png and accuracy_curve.png; a full or read-only disk ends the run in one line naming the file.
 """
 import os
 import sys

@@ -11,7 +11,7 @@ from src.config import ConfigError, load_config
 from src.engine.run_state import RunCheckpoints
 
 LOCK_FILE = ".lock"
-RECORDS = ("best.ckpt", "metrics.json", "metrics.csv", "loss_curve.png", "accuracy_curve.png")
+RECORDS = ("metrics.json", "metrics.csv", "loss_curve.png", "accuracy_curve.png")  # beside the checkpoints
 # How this command runs, not what it trains: never compared.
 RUN_CONTROL = {"output_dir", "resume", "replace_run", "allow_changed_recipe"}
 # Keys whose change keeps a resumed run equal to an uninterrupted one with the new values: they decide when the
@@ -58,7 +58,7 @@ def claim(cfg):
                              f"--resume auto, or start afresh in a new --output_dir or with --replace_run true "
                              f"(its files are then replaced)")
     elif earlier:
-        for path in earlier + [os.path.join(cfg.output_dir, name) for name in RECORDS[1:]]:
+        for path in earlier + [os.path.join(cfg.output_dir, name) for name in RECORDS]:
             if os.path.isfile(path):
                 os.remove(path)
         print(f"replace_run: removed the earlier run's checkpoints and records from {cfg.output_dir}", flush=True)
