@@ -24,6 +24,7 @@ _MARKED = f"{MARK}={os.getpid()}".encode()
 
 
 def mark_processes_started_from_here():
+    """Every process started from now on (and what it starts) carries this pytest process's mark."""
     os.environ[MARK] = str(os.getpid())
 
 
@@ -52,6 +53,7 @@ def stray_processes() -> list:
 
 
 def _made_here(cluster_id) -> bool:
+    """Its maker is this process, a process carrying the mark, or gone."""
     owner = local_cluster.cluster_owner(cluster_id)
     if owner is None or owner == os.getpid():
         return True
