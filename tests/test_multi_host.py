@@ -154,9 +154,9 @@ def test_hosts_train_and_validate_as_one_process_with_the_combined_batch(local_c
 def _loopback_listeners(cluster, k) -> set:
     """Ports listening on host k's 127.0.0.1."""
     listed = subprocess.run(["ip", "netns", "exec", cluster.hosts[k].name, "ss", "-Hltn"], capture_output=True,
-                            text=True).stdout.split("\n")
-    return {line.split()[3].rsplit(":", 1)[1] for line in listed if line.split()[3:4] and
-            line.split()[3].startswith("127.0.0.1:")}
+                            text=True).stdout
+    local_addresses = [line.split()[3] for line in listed.splitlines() if len(line.split()) > 3]
+    return {address.split(":")[1] for address in local_addresses if address.startswith("127.0.0.1:")}
 
 
 def test_a_rank_that_cannot_reach_the_scheduler_stops_with_one_line(local_cluster, one_process, tmp_path):
