@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+import reference_env  # scripts/reference_env: the PyTorch side's interpreter
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOADS = {
     "infer_224": dict(batch=1, channels=3, size=224, classes=1000, train=False),
@@ -139,11 +141,6 @@ def mindspore_worker(spec):
 
 # ---------------------------------------------------------------- driver
 
-def _torch_python():
-    path = os.environ.get("TORCH_PYTHON") or os.path.join(REPO, ".venv-torch", "bin", "python")
-    return path if os.access(path, os.X_OK) else None
-
-
 def _run(command, env=None):
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -160,8 +157,8 @@ def measure(args):
     """[(runtime label, workload, result dict)] for every requested pair. Each measurement is a fresh process; with
     `--rounds` N every pair is measured N times, round-robin (a slow spell of the host hits every runtime alike),
     and the round with the median figure is kept (its figures of every round under "rounds")."""
-    torch_python = None if args.no_reference else _torch_python()
-    torch_env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(REPO), "shared", "tools"))
+    torch_python = None if args.no_reference else reference_env.interpreter()
+    torch_env = reference_env.environment()
     jobs = []
     for workload in args.workloads:
         work = WORKLOADS[workload]

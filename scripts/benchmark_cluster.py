@@ -208,7 +208,7 @@ def worker(spec):
     info = DatasetInfo(classes, tuple(map(str, range(classes))), 0, channels, (0.5,) * channels, (0.25,) * channels)
     network = for_this_device(model_for_data(cfg, info), cfg)
     params = network.trainable_params()
-    gradient_bytes = 4 * count_params(network)
+    gradient_bytes = float32_gradient_bytes(network)
     optimizer = create_optimizer(cfg, params, build_lr_schedule(cfg, 1000))
     loss_fn = SoftTargetCrossEntropy(cfg.label_smoothing)
     with_reduce = TrainStep(network, loss_fn, optimizer, grad_reducer=gradient_reducer(dist, optimizer.parameters))
@@ -333,6 +333,13 @@ def _rate_bits(rate):
     from scripts.local_cluster import _rate_bits as bits
 
     return None if rate == "unlimited" else bits(rate)
+
+
+def float32_gradient_bytes(network) -> int:
+    """Bytes of one step's gradients: one float32 per trainable parameter."""
+    from src.analysis.profile import count_params
+
+    return 4 * count_params(network)
 
 
 def ring_bytes(gradient_bytes, ranks):

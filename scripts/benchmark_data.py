@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 
+import reference_env  # scripts/reference_env: the timm side's interpreter
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, "configs", "ghostnet", "ghostnet_100_imagenet.yaml")
 SIZES = ((500, 375), (375, 500), (500, 333), (500, 400), (333, 500))
@@ -208,11 +210,6 @@ WORKERS = {"ours": ours_worker, "ours_eval": ours_worker, "mindcv": mindcv_worke
 
 # ---------------------------------------------------------------- driver
 
-def _torch_python():
-    path = os.environ.get("TORCH_PYTHON") or os.path.join(REPO, ".venv-torch", "bin", "python")
-    return path if os.access(path, os.X_OK) else None
-
-
 def _run(python, spec, env=None):
     done = subprocess.run([python, os.path.abspath(__file__), "--worker", json.dumps(spec)], capture_output=True,
                           text=True, cwd=REPO, env=env, check=False)
@@ -239,17 +236,13 @@ def _loaders(torch_python):
     if importlib.util.find_spec("mindcv") is not None:
         loaders.append(("MindCV 0.3.0", "mindcv", sys.executable, None))
     if torch_python:
-        loaders.append(("timm", "timm", torch_python, _torch_env()))
+        loaders.append(("timm", "timm", torch_python, reference_env.environment()))
     return loaders
-
-
-def _torch_env():
-    return dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(REPO), "shared", "tools"))
 
 
 def measure(args, data, classes, recipe):
     """{label: [result of each round]}: every loader once per round, in the same order each round."""
-    loaders = _loaders(_torch_python())
+    loaders = _loaders(reference_env.interpreter())
     results = {label: [] for label, *_ in loaders}
     spec = dict(data=data, classes=classes, batch_size=args.batch_size, workers=args.workers, recipe=recipe)
     for round_index in range(args.rounds):
@@ -263,12 +256,12 @@ def measure(args, data, classes, recipe):
 def eval_difference(data, classes, recipe, batch_size):
     """Mean and max |our eval tensor - timm's| over the val images, or the reason it was not measured."""
     import numpy as np
-    torch_python = _torch_python()
+    torch_python, torch_env = reference_env.interpreter(), reference_env.environment()
     if torch_python is None:
         return {"error": "no PyTorch reference environment"}
     spec = dict(data=data, classes=classes, batch_size=batch_size, workers=1, recipe=recipe)
     ours = _run(sys.executable, dict(spec, kind="ours_eval", out=os.path.join(data, "ours.npy")))
-    timm = _run(torch_python, dict(spec, kind="timm_eval", out=os.path.join(data, "timm.npy")), _torch_env())
+    timm = _run(torch_python, dict(spec, kind="timm_eval", out=os.path.join(data, "timm.npy")), torch_env)
     for result in (ours, timm):
         if "error" in result:
             return result

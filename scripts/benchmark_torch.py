@@ -12,7 +12,7 @@ import statistics
 import tempfile
 import time
 
-import tvshim  # noqa: F401  (before timm: see ../shared/tools/tvshim.py)
+import tvshim  # noqa: F401  (before timm: see scripts/reference_env/tvshim.py)
 import numpy as np
 import timm
 import torch

@@ -1,24 +1,17 @@
 """Simulated hosts for the multi-host tests: `local_cluster` gives a 2-host scripts/local_cluster.py cluster and
-removes it afterwards, whatever the test did; it skips, saying why, where namespaces cannot be made."""
-import shutil
-
+removes it, with every process in it, after the test however it ended. Where one cannot be made (no `ip` / `tc`,
+no root or `ip netns`, no mpirun or msrun) the test skips naming what is missing, or fails under CI
+(tests/capabilities.py)."""
 import pytest
 
-from scripts.local_cluster import LocalCluster, unavailable_reason
+from scripts.local_cluster import LocalCluster
+from tests import capabilities
 
-
-def cluster_unavailable(*programs) -> str | None:
-    """Why a multi-host test cannot run here (no root / `ip netns`, or one of `programs` missing), or None."""
-    for program in programs:
-        if shutil.which(program) is None:
-            return f"{program} is not installed"
-    return unavailable_reason()
+CLUSTER = ("ip", "tc", "netns")  # what making a cluster needs
 
 
 @pytest.fixture
 def local_cluster():
-    reason = cluster_unavailable("mpirun", "msrun")
-    if reason:
-        pytest.skip(f"no local cluster: {reason}")
+    capabilities.require(*CLUSTER, "mpirun", "msrun")
     with LocalCluster(hosts=2) as cluster:
         yield cluster

@@ -3,9 +3,7 @@ start every test in MindSpore's default execution mode; keep the end of the test
 session if it leaves a local cluster or a process it started behind."""
 import atexit
 import os
-import signal
 import sys
-import time
 
 import pytest
 
@@ -15,9 +13,10 @@ import src  # noqa: E402,F401
 import mindspore  # noqa: E402
 
 from scripts import local_cluster  # noqa: E402
+from tests import session_check  # noqa: E402
 
-SESSION_MARK = "GHOSTNET_TEST_SESSION"
-os.environ[SESSION_MARK] = str(os.getpid())  # inherited by every process a test starts, across launchers
+session_check.mark_processes_started_from_here()
+_CLUSTERS_BEFORE, _WORKER_LEAKS = pytest.StashKey[set](), pytest.StashKey[list]()
 
 
 @pytest.fixture(autouse=True)
@@ -36,55 +35,25 @@ def _quiet_cell_teardown():
     mindspore.nn.Cell.__del__ = lambda self: None
 
 
-def _processes_of_this_session() -> list:
-    """(pid, command line) of live processes that carry this session's mark and are no longer pytest's
-    descendants: what a test started and lost track of (a launcher's scheduler, a rank whose launcher died).
-    Descendants are left out: MindSpore's dataset workers stay until pytest itself exits."""
-    mark, parents, marked = f"{SESSION_MARK}={os.getpid()}".encode(), {}, []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            parents[int(entry)] = int(fields[1])
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if fields[0] != b"Z" and mark in f.read().split(b"\0"):
-                    marked.append(int(entry))
-        except OSError:
-            continue
-    found = []
-    for pid in marked:
-        ancestor = pid
-        while ancestor not in (0, 1, os.getpid()):
-            ancestor = parents.get(ancestor, 0)
-        if ancestor == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                found.append((pid, f.read().replace(b"\0", b" ").decode(errors="replace").strip()))
-        except OSError:
-            continue
-    return found
+def pytest_sessionstart(session):
+    session.config.stash[_CLUSTERS_BEFORE] = set(local_cluster.cluster_namespaces())
 
 
 def pytest_sessionfinish(session):
-    """No scheduler, worker or launcher a test started, and no namespace of a cluster it made, may outlive the
-    session: a leftover fails the run by name (and is then removed, so the machine stays clean)."""
-    deadline = time.monotonic() + 10.0  # a scheduler may take a few seconds to notice its workers have gone
-    while (strays := _processes_of_this_session()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    clusters = [cid for cid, _ in local_cluster.cluster_namespaces().items()
-                if local_cluster.cluster_owner(cid) in (None, os.getpid())]
-    if not strays and not clusters:
-        return
-    lines = [f"left running by the tests: pid {pid}: {command[:200]}" for pid, command in strays]
-    lines += [f"left behind by the tests: local cluster {cid} ({' '.join(names)})"
-              for cid, names in local_cluster.cluster_namespaces().items() if cid in clusters]
-    sys.stderr.write("\nSESSION LEAK\n" + "\n".join(lines) + "\n")
-    for pid, _ in strays:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for cid in clusters:
-        local_cluster.remove_cluster(cid)
-    session.exitstatus = 1
+    """Leftovers fail the run (tests/session_check.py): here, or through the controller from an xdist worker."""
+    config = session.config
+    if config.pluginmanager.has_plugin("dsession"):  # the xdist controller: it runs no test
+        lines = config.stash.get(_WORKER_LEAKS, [])
+    else:
+        lines = session_check.check(config.stash[_CLUSTERS_BEFORE])
+        if hasattr(config, "workeroutput"):
+            config.workeroutput[session_check.WORKER_OUTPUT_KEY] = lines
+    if lines:
+        session_check.report(lines, session)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """The xdist controller collects what each worker's session-end check found."""
+    found = getattr(node, "workeroutput", {}).get(session_check.WORKER_OUTPUT_KEY, [])
+    node.config.stash.setdefault(_WORKER_LEAKS, []).extend(found)

@@ -76,16 +76,28 @@ def test_results_page_is_remade_from_its_record(tmp_path, name):
     assert (tmp_path / f"{name}.md").read_text(encoding="utf-8") == published
 
 
+CPU_FIGURES = {  # README's main-job figure per CPU, in its order -> the record of that host's run, if kept
+    "AMD EPYC (the results page's run)": "ghostnet_100_fashion_mnist",
+    "AMD EPYC (Zen 5)": None,
+    "Intel Xeon (AVX-512)": "ghostnet_100_fashion_mnist_intel_xeon",
+}
+
+
 def test_readme_main_job_pipeline_and_cpu_figures_are_their_records():
     readme = _read(os.path.join(REPO, "README.md"))
     with open(os.path.join(RESULTS, "ghostnet_100_fashion_mnist", "eval.json"), encoding="utf-8") as f:
         top1 = json.load(f)["top1"]
     assert f"main job reaches {100 * top1:.2f}% test top-1" in readme
-    per_cpu = re.findall(r"(\d+\.\d\d)% on a 2-vCPU ([^,(]+?)[,(]", " ".join(readme.split()))
-    history = " ".join(_read(os.path.join(RESULTS, "history.md")).split())
-    assert len(per_cpu) >= 2 and per_cpu[0][0] == f"{100 * top1:.2f}", per_cpu  # the page's run comes first
-    for figure, cpu in per_cpu:
-        assert f"{figure}%" in history and cpu.split()[0] in history, (figure, cpu)
+    per_cpu = re.findall(r"(\d+\.\d\d)% on a 2-vCPU ([^,(]+\([^)]*\))", " ".join(readme.split()))
+    assert [cpu for _, cpu in per_cpu] == list(CPU_FIGURES), per_cpu
+    sentences = " ".join(_read(os.path.join(RESULTS, "history.md")).replace("**", "").split()).split(". ")
+    for figure, cpu in per_cpu:  # each figure with its CPU: a record of that host, else a sentence of history.md
+        record = CPU_FIGURES[cpu]
+        if record:
+            with open(os.path.join(RESULTS, record, "eval.json"), encoding="utf-8") as f:
+                assert figure == f"{100 * json.load(f)['top1']:.2f}", (figure, cpu, record)
+        else:
+            assert [s for s in sentences if f"{figure}%" in s and f"2-vCPU {cpu[:-1]}" in s], (figure, cpu)
 
     with open(os.path.join(RESULTS, "data_pipeline", "benchmark_data.json"), encoding="utf-8") as f:
         loaders = json.load(f)["loaders"]

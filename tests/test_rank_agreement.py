@@ -15,8 +15,9 @@ import pytest
 from src.config import Config, default_splits
 from src.data.dataset import DatasetInfo
 from src.distributed import DistInfo
-from src.distributed.agreement import (HOST_LOCAL_KEYS, check_ranks_agree, code_fingerprint, disagreements,
-                                       run_fingerprint)
+from src.distributed import agreement
+from src.distributed.agreement import (HOST_LOCAL_KEYS, RanksDisagree, check_ranks_agree, code_fingerprint,
+                                       disagreements, run_fingerprint)
 from tests.data_fixtures import make_idx_dataset
 from tests.engine_fixtures import tiny_config, write_config
 from tests.test_distributed import needs_mpi
@@ -39,8 +40,19 @@ def test_disagreements_name_each_differing_key_and_the_ranks_holding_each_value(
     assert len(line) < 120 and line.endswith("(absent) on rank 1")
 
 
-def test_one_process_needs_no_collective():
-    check_ranks_agree(DistInfo(), {"anything": "1"})  # no cluster here: would fail if it gathered
+def test_one_process_needs_no_collective(monkeypatch):
+    """A single process gathers nothing (there is no cluster to gather from); two ranks gather and compare."""
+    gathered = []
+
+    def gather(fingerprint):
+        gathered.append(fingerprint)
+        return [fingerprint, {"anything": "2"}]
+
+    monkeypatch.setattr(agreement, "gather_json", gather)
+    assert check_ranks_agree(DistInfo(), {"anything": "1"}) is None and gathered == []
+    with pytest.raises(RanksDisagree, match=r"rank 1 of 2: .*\n  anything: 1 on rank 0; 2 on rank 1$"):
+        check_ranks_agree(DistInfo(rank=1, world_size=2), {"anything": "1"})
+    assert gathered == [{"anything": "1"}]
 
 
 def test_the_fingerprint_holds_config_data_and_code_but_not_host_local_paths(tmp_path):

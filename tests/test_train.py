@@ -166,4 +166,5 @@ def test_a_run_lists_the_training_folder_once(tmp_path, monkeypatch, capsys):
     assert "epoch 3/3 done" in capsys.readouterr().out
     in_train = sorted(p for p in listed if not p.startswith(".."))
     assert in_train == [".", "class_0", "class_1"]  # before: three times each
-    assert len(batches) == 6 and batches[0:2] != batches[2:4] != batches[4:6]
+    epochs = [batches[0:2], batches[2:4], batches[4:6]]
+    assert len(batches) == 6 and epochs[0] != epochs[1] and epochs[1] != epochs[2] and epochs[0] != epochs[2]

@@ -138,10 +138,27 @@ class DFCAttention(nn.SequentialCell):
         """`out` gated by the attention computed from `x`."""
         height, width = x.shape[2:]
         window = (min(2, height), min(2, width))
-        # Primitives rather than ops.avg_pool2d / ops.interpolate: the ONNX exporter has no AvgPool3D (which
-        # avg_pool2d runs on), and interpolate's shape checks fail to compile when the batch size is dynamic.
+        # A primitive rather than ops.avg_pool2d: the ONNX exporter has no AvgPool3D (which avg_pool2d runs on).
         gate = ops.sigmoid(super().construct(ops.AvgPool(window, window)(x)))
-        return out * ops.ResizeNearestNeighbor(out.shape[2:])(gate)
+        return out * _unpool_nearest(_unpool_nearest(gate, 2, out.shape[2]), 3, out.shape[3])
+
+
+def _unpool_nearest(x, axis, size):
+    """Nearest upsampling of `x` along `axis` (2 or 3 of N x C x H x W) from n to `size`, where n is `size` halved
+    by 2 / 2 pooling (size 2n or 2n + 1; n = size = 1 is unpooled): every row (column) twice, the first once more
+    when `size` is odd. These are exactly nearest interpolation's sources floor(i * n / size), copied, so the values
+    are those of ops.ResizeNearestNeighbor / timm's F.interpolate. That op is not used because MindSpore's ONNX
+    exporter bakes the batch size into its target shape (-1 under a dynamic batch, which ONNX Runtime refuses)."""
+    channels, height, width = x.shape[1:]
+    n = x.shape[axis]
+    if size == n:
+        return x
+    doubled = ops.concat((ops.expand_dims(x, axis + 1), ops.expand_dims(x, axis + 1)), axis + 1)
+    x = ops.reshape(doubled, (-1, channels, 2 * height, width) if axis == 2 else (-1, channels, height, 2 * width))
+    if size == 2 * n + 1:
+        first = x[:, :, :1] if axis == 2 else x[:, :, :, :1]
+        x = ops.concat((first, x), axis)
+    return x
 
 
 class GhostModule(nn.Cell):
