@@ -3,7 +3,7 @@
     python scripts/compare_models.py                           # README's table: configs/comparison/fashion_mnist.yaml
     python scripts/compare_models.py --models ghostnet_050 ghost_vgg16:2 --epochs 1    # any config key as a flag
     python scripts/compare_models.py --reuse                   # finished runs measured again, unfinished ones resumed
-    python scripts/compare_models.py --plan configs/comparison/ghostnet_generations_fashion_mnist.yaml --reuse
+    python scripts/compare_models.py --plan configs/plans/ghostnet_generations_fashion_mnist.yaml --reuse
 
 An entry is a registered model name; `name:s` sets its Ghost ratio s (`ghost_vgg16:1` is the plain VGG-16, the
 baseline of the Ghost versions). Each entry trains with `train.py --config CONFIG --model NAME [--ghost_ratio s]
@@ -16,7 +16,7 @@ EMA) and the best epoch's. Entries that share a model name are also given as a f
 and MACs: the paper's claim is that a Ghost module with ratio s costs about 1/s of the conv it replaces at the same
 accuracy. The table goes to stdout and OUTPUT/comparison.md, every figure to OUTPUT/comparison.json.
 
-A plan (`--plan FILE`, YAML; configs/comparison/ghostnet_generations_fashion_mnist.yaml is one) names the schedule,
+A plan (`--plan FILE`, YAML; configs/plans/ghostnet_generations_fashion_mnist.yaml is one) names the schedule,
 the entries with their own seeds and config overrides, a teacher that distilling entries learn from, claims ("entry A
 beats entry B") and the folder of its records. Each (entry, seed) trains in OUTPUT/TAG/seed_S, seed by seed across
 the entries, and is judged as it would be deployed as soon as it ends: its final checkpoint is exported by export.py
@@ -51,6 +51,7 @@ sys.path.insert(0, REPO)
 import src  # noqa: E402,F401  (before mindspore: caps oneDNN's ISA)
 from src.atomic_files import copy_atomic, write_json_atomic, write_text_atomic  # noqa: E402
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
+from src.engine.run_folder import RUN_CONTROL  # noqa: E402
 from src.engine.run_state import RunCheckpoints  # noqa: E402
 
 DEFAULT_MODELS = ["ghostnet_050", "ghostnet_100", "ghostnet_130", "mobilenetv3_large_100",
@@ -257,8 +258,9 @@ def _process_record(run_dir):
 def train(config, rest, flags, run_dir, resume=False):
     """train.py in a child process (continuing the run in run_dir when `resume`) -> (wall seconds, peak RSS MiB of
     that process)."""
-    command = [sys.executable, os.path.join(REPO, "train.py"), "--config", config, *rest, *flags,  # the run's own
-               "--output_dir", run_dir, *(["--resume", "auto"] if resume else [])]  # flags win over the command's
+    # The run's own flags after the command's, so that they win; a run that does not resume replaces its folder's.
+    command = [sys.executable, os.path.join(REPO, "train.py"), "--config", config, *rest, *flags,
+               "--output_dir", run_dir, *(["--resume", "auto"] if resume else ["--replace_run", "true"])]
     print(f"== {' '.join(command)}", flush=True)
     start = time.perf_counter()
     child = subprocess.Popen(command, cwd=REPO)
@@ -500,9 +502,10 @@ def plan_tables(rows, summaries, claims):
 RUN_RECORD = "run.json"  # written last into a record folder: its presence means the run is finished and judged
 RECORD_FILES = ("config.yaml", "metrics.json", PROCESS_RECORD)  # and the evaluation report of the deployed file
 TEACHER_WEIGHTS = "teacher_weights.ckpt"
-# Keys a run's config may hold with another value than the plan's and still be the plan's run: where it was
-# written, the teacher file's path (its content is pinned by a hash), the device `auto` resolved to.
-RECIPE_FREE_KEYS = ("output_dir", "teacher_ckpt", "device_target")
+# Keys a run's config may hold with another value than the plan's and still be the plan's run: how train.py was
+# run (its folder, resume, replace), the teacher file's path (its content is pinned by a hash), the device `auto`
+# resolved to.
+RECIPE_FREE_KEYS = RUN_CONTROL | {"teacher_ckpt", "device_target"}
 
 
 def _recorded(record_dir):
@@ -548,6 +551,12 @@ def _copy_records(run_dir, record_dir):
             copy_atomic(os.path.join(run_dir, name), os.path.join(record_dir, name))
 
 
+def host():
+    """Where a run trained: its figure is deterministic for a seed, code and CPU, and CPUs sum floats differently."""
+    from src.runtime import cpu_flags, cpu_model
+    return f"{cpu_model()}, {os.cpu_count()} CPUs{', AVX-512' if 'avx512f' in cpu_flags() else ''}"
+
+
 def record_run(entry, seed, run_dir, record_dir, epochs, teacher_weights=None):
     """Judge one trained run as deployed and write its record (run.json last): from then on the plan counts it as
     done, in this session or a later one, with or without its checkpoints."""
@@ -558,7 +567,7 @@ def record_run(entry, seed, run_dir, record_dir, epochs, teacher_weights=None):
     _copy_records(run_dir, record_dir)
     run = {"tag": entry.tag, "model": entry.model, "seed": seed, "label": entry.label, **judged,
            **_process_record(run_dir), **_accuracy(run_dir), **figures, "num_classes": int(head.shape[0]),
-           "in_channels": shape[0], "load_average_at_end": os.getloadavg()[0]}
+           "in_channels": shape[0], "host": host(), "load_average_at_end": os.getloadavg()[0]}
     if teacher_weights:
         run["teacher_weights_sha256"] = _sha256(teacher_weights)
     write_json_atomic(os.path.join(record_dir, RUN_RECORD), run)
@@ -589,7 +598,8 @@ def ensure_teacher(plan, config, rest, overrides, output, records, reuse):
     write_json_atomic(os.path.join(record_dir, RUN_RECORD),
                       {"tag": teacher.tag, "model": teacher.model, "epochs_planned": teacher.epochs,
                        "weights": TEACHER_WEIGHTS, "weights_kind": kind, "weights_sha256": _sha256(weights),
-                       **_process_record(run_dir), **_accuracy(run_dir), "load_average_at_end": os.getloadavg()[0]})
+                       **_process_record(run_dir), **_accuracy(run_dir), "host": host(),
+                       "load_average_at_end": os.getloadavg()[0]})
     return weights
 
 

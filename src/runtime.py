@@ -14,6 +14,15 @@ def cpu_flags() -> set:
     return set()
 
 
+def cpu_model() -> str:
+    """This CPU's model name (Linux /proc/cpuinfo), which records keep: float sums differ between CPUs."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
 def cap_onednn_isa():
     """Cap oneDNN at AVX2 on AVX-512 CPUs unless the user chose an ISA (ONEDNN_MAX_CPU_ISA, read when oneDNN starts).
 
