@@ -81,7 +81,8 @@ def _pids(cluster, k) -> list:
 
 
 _MAKER = """
-import subprocess, sys, time
+import signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even if the launcher ignores it
 sys.path.insert(0, {repo!r})
 from scripts.local_cluster import LocalCluster
 with LocalCluster(hosts=2) as cluster:

@@ -67,6 +67,7 @@ def test_a_leaked_cluster_fails_the_run_by_name(tmp_path, options):
     capabilities.require(*CLUSTER)
     result = _pytest(tmp_path, "cluster", *options)
     output = result.stdout + result.stderr
+    assert (tmp_path / "cluster_id").is_file(), output[-3000:]  # the planted test made its cluster
     cluster_id = int((tmp_path / "cluster_id").read_text())
     assert result.returncode == 1, output[-3000:]
     assert "1 passed" in output and "SESSION LEAK" in output, output[-3000:]
