@@ -1,14 +1,16 @@
 """The figures published in README.md and docs/results/ are the ones in the run records kept beside them: a table
 edited by hand, or a record replaced without its table, fails here."""
+import hashlib
 import json
 import os
 import re
 import shutil
 
 import pytest
+import yaml
 
 from scripts import results_page
-from scripts.compare_models import table
+from scripts.compare_models import plan_tables, table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "docs", "results")
@@ -145,3 +147,77 @@ def test_readme_cpu_table_rows_are_their_record():
         assert rows[label] == expected, label
     # the inference form is published only where it is no slower than the graph as trained
     assert runs["infer_224", "MindSpore graph, BN folded"]["latency_ms"] <= runs["infer_224", "MindSpore graph"]["latency_ms"]
+
+
+GENERATIONS = os.path.join(RESULTS, "ghostnet_generations_fashion_mnist")
+
+
+def _json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_generations_rows_are_their_runs_records():
+    """Each row of the GhostNet generations comparison is its run's record: the deployed MINDIR's evaluation, the
+    run's own metrics and config; every run of 4 epochs, under the plan's recipe, the distilled ones from the
+    recorded teacher (its weights file hashes as recorded)."""
+    comparison = _json(os.path.join(GENERATIONS, "comparison.json"))
+    assert comparison["rows"], "no run is recorded"
+    teacher = comparison["teacher"]
+    for row in comparison["rows"]:
+        record = os.path.join(GENERATIONS, row["tag"], f"seed_{row['seed']}")
+        assert _json(os.path.join(record, "run.json")) == row
+        evaluated = _json(os.path.join(record, "eval_deployed_test.json"))
+        assert evaluated["num_samples"] == 10000 and row["top1"] == 100 * evaluated["top1"]
+        epochs = _json(os.path.join(record, "metrics.json"))["epochs"]
+        assert len(epochs) == 4 and row["top1_training_form"] == pytest.approx(100 * epochs[-1]["val_top1"])
+        assert abs(row["top1"] - row["top1_training_form"]) <= 0.05
+        with open(os.path.join(record, "config.yaml"), encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+        assert (config["model"], config["seed"], config["epochs"]) == (row["model"], row["seed"], 4)
+        if "teacher_weights_sha256" in row:
+            assert row["teacher_weights_sha256"] == teacher["weights_sha256"]
+    if teacher is not None:
+        weights = os.path.join(GENERATIONS, teacher["tag"], teacher["weights"])
+        with open(weights, "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == teacher["weights_sha256"]
+        assert teacher["top1_last"] == pytest.approx(
+            100 * _json(os.path.join(GENERATIONS, teacher["tag"], "metrics.json"))["epochs"][-1]["val_top1"])
+
+
+def test_generations_summaries_claims_and_table_are_what_the_rows_give():
+    """Means, standard deviations and each claim's difference and standard error worked out again from the rows
+    (not with the code under test), and the table on the page and in comparison.md is the one they render."""
+    comparison = _json(os.path.join(GENERATIONS, "comparison.json"))
+    rows, summaries = comparison["rows"], comparison["summaries"]
+    for tag, summary in summaries.items():
+        tops = [row["top1"] for row in rows if row["tag"] == tag]
+        mean = sum(tops) / len(tops)
+        assert (summary["n"], summary["mean"]) == (len(tops), pytest.approx(mean))
+        if len(tops) > 1:
+            assert summary["std"] == pytest.approx((sum((t - mean) ** 2 for t in tops) / (len(tops) - 1)) ** 0.5)
+    for claim in comparison["claims"]:
+        better, than = summaries.get(claim["better"]), summaries.get(claim["than"])
+        if better is None or than is None:
+            assert claim["verdict"] == "not run yet"
+            continue
+        assert claim["difference"] == pytest.approx(better["mean"] - than["mean"])
+        if better["n"] > 1 and than["n"] > 1:
+            se = (better["std"] ** 2 / better["n"] + than["std"] ** 2 / than["n"]) ** 0.5
+            assert claim["se"] == pytest.approx(se)
+            assert claim["verdict"].startswith("holds" if claim["difference"] > 2 * se else
+                                               "reversed" if claim["difference"] < -2 * se else "not shown")
+    rendered = plan_tables(rows, summaries, comparison["claims"])
+    assert _read(os.path.join(GENERATIONS, "comparison.md")).rstrip("\n") == rendered
+    assert rendered in _read(os.path.join(RESULTS, "ghostnet_generations_fashion_mnist.md"))
+
+
+def test_readme_generations_row_quotes_the_records():
+    comparison = _json(os.path.join(GENERATIONS, "comparison.json"))
+    row = next(line for line in _read(os.path.join(REPO, "README.md")).split("\n")
+               if line.startswith("| GhostNet generations"))
+    for tag, summary in comparison["summaries"].items():
+        spread = "" if summary["std"] is None else f" ± {summary['std']:.2f}"
+        assert f"`{tag}` {summary['mean']:.2f}{spread} (n={summary['n']})" in row, tag
+    for claim in comparison["claims"]:
+        assert claim["verdict"] in row, claim["text"]
