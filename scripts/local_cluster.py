@@ -11,8 +11,10 @@ bridge, so that the real launchers (msrun on every node, mpirun --hostfile) run 
         cluster.mpirun_command(slots, argv)          # mpirun --hostfile ... argv, to run with popen(0, ...)
 
 The bridge lives in its own namespace gn<id>br and nothing is added to the root namespace, so traffic goes only
-between the cluster's hosts. The cluster id (0-255, the third octet) is free when `ip netns add gn<id>br`
-succeeds, so clusters of several processes coexist. Leaving the `with` block (normally, by an exception, or by
+between the cluster's hosts. A cluster id (0-255, the third octet) belongs to the process that holds the flock of
+its lock file for the cluster's whole life, from before its first namespace exists: clusters of several processes
+coexist, and a cluster is a leftover exactly when nobody holds its lock (its maker died), never while it is being
+made. Leaving the `with` block (normally, by an exception, or by
 SIGINT / SIGTERM, which become KeyboardInterrupt / SystemExit inside it) kills every process in the namespaces
 and deletes them. Leftovers of a crashed run: `python3 scripts/local_cluster.py cleanup`.
 
@@ -20,6 +22,7 @@ and deletes them. Leftovers of a crashed run: `python3 scripts/local_cluster.py 
     python3 scripts/local_cluster.py list | cleanup [--id N] [--force]
 """
 import argparse
+import fcntl
 import os
 import re
 import shutil
@@ -32,7 +35,8 @@ from dataclasses import dataclass
 
 PREFIX = "gn"
 _NAMESPACE = re.compile(rf"^{PREFIX}(\d+)(?:h\d+|br)$")
-_STATE_DIRS = os.path.join(tempfile.gettempdir(), f"local-cluster-{PREFIX}")  # + "<id>": agent, hostfile, owner
+_STATE_DIRS = os.path.join(tempfile.gettempdir(), f"local-cluster-{PREFIX}")  # + "<id>": agent, hostfile
+# + "<id>.lock": held (flock) by the cluster's maker, which writes its pid in it
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class LocalCluster:
         self.cluster_id = None
         self.hosts: list[Host] = []
         self.state_dir = None
+        self._lock_fd = None
         self._previous_handlers = {}
 
     # -- life cycle -------------------------------------------------------------------------------------------
@@ -115,11 +120,21 @@ class LocalCluster:
                 pass
 
     def _reserve_id(self) -> int:
+        """The first id whose lock this process takes and whose bridge namespace it then adds; the lock is kept."""
         start = os.getpid() % 256
         for offset in range(256):
             cluster_id = (start + offset) % 256
+            lock_fd = _try_lock(cluster_id)
+            if lock_fd is None:
+                continue
+            if cluster_id in cluster_namespaces():  # a dead maker's leftover: nobody held its lock
+                _remove_namespaces(cluster_id)
+            os.ftruncate(lock_fd, 0)
+            os.write(lock_fd, str(os.getpid()).encode())
             if subprocess.run(["ip", "netns", "add", f"{PREFIX}{cluster_id}br"], capture_output=True).returncode == 0:
+                self._lock_fd = lock_fd
                 return cluster_id
+            os.close(lock_fd)
         raise RuntimeError("no free local cluster id: `python3 scripts/local_cluster.py cleanup` removes leftovers")
 
     def _create(self):
@@ -127,8 +142,6 @@ class LocalCluster:
         self.state_dir = f"{_STATE_DIRS}{self.cluster_id}"
         shutil.rmtree(self.state_dir, ignore_errors=True)
         os.makedirs(self.state_dir)
-        with open(os.path.join(self.state_dir, "owner"), "w", encoding="utf-8") as f:
-            f.write(str(os.getpid()))
         bridge = self.bridge_namespace
         _ip("link", "set", "lo", "up", namespace=bridge)
         _ip("link", "add", "br0", "type", "bridge", namespace=bridge)
@@ -153,8 +166,11 @@ class LocalCluster:
             signal.signal(signum, handler)
         self._previous_handlers = {}
         if self.cluster_id is not None:
-            remove_cluster(self.cluster_id)
+            _remove_namespaces(self.cluster_id)
             self.cluster_id = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the id
+            self._lock_fd = None
 
     @property
     def bridge_namespace(self) -> str:
@@ -243,15 +259,35 @@ def cluster_namespaces() -> dict:
     return clusters
 
 
-def cluster_owner(cluster_id: int) -> int | None:
-    """Pid of the live process that made the cluster, or None when it is gone (the cluster is a leftover)."""
+def _lock_path(cluster_id: int) -> str:
+    return f"{_STATE_DIRS}{cluster_id}.lock"
+
+
+def _try_lock(cluster_id: int) -> int | None:
+    """An fd holding the id's lock, or None when another process (or another fd of this one) holds it."""
+    fd = os.open(_lock_path(cluster_id), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        with open(os.path.join(f"{_STATE_DIRS}{cluster_id}", "owner"), encoding="utf-8") as f:
-            pid = int(f.read())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        os.close(fd)
         return None
+
+
+def cluster_owner(cluster_id: int) -> int | None:
+    """Pid of the live process that holds the cluster's id, or None when nobody does (the cluster is a
+    leftover). A maker writes its pid just after taking the lock: a blank file is read again for up to a second."""
+    fd = _try_lock(cluster_id)
+    if fd is not None:
+        os.close(fd)
+        return None
+    deadline = time.monotonic() + 1.0
+    while True:
+        with open(_lock_path(cluster_id), encoding="utf-8") as f:
+            text = f.read().strip()
+        if text.isdigit() or time.monotonic() > deadline:
+            return int(text) if text.isdigit() else -1  # -1: held, by a pid not yet written
+        time.sleep(0.01)
 
 
 def _kill_namespace_processes(namespace: str):
@@ -272,12 +308,26 @@ def _kill_namespace_processes(namespace: str):
             return
 
 
-def remove_cluster(cluster_id: int):
+def _remove_namespaces(cluster_id: int):
     """Kill the processes in, and delete, every namespace of the cluster, and its state folder."""
     for namespace in cluster_namespaces().get(cluster_id, []):
         _kill_namespace_processes(namespace)
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
     shutil.rmtree(f"{_STATE_DIRS}{cluster_id}", ignore_errors=True)
+
+
+def remove_cluster(cluster_id: int, force: bool = False) -> bool:
+    """Remove a leftover cluster, holding its id meanwhile so that no maker takes it; with `force`, also a
+    cluster whose maker still runs. False when it was left because its maker runs."""
+    fd = _try_lock(cluster_id)
+    if fd is None and not force:
+        return False
+    try:
+        _remove_namespaces(cluster_id)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return True
 
 
 def leftover_clusters() -> list:
@@ -300,16 +350,15 @@ def main(argv=None):
     if args.verb == "list":
         for cid, names in sorted(cluster_namespaces().items()):
             owner = cluster_owner(cid)
-            print(f"cluster {cid}: {' '.join(sorted(names))} (owner: {owner if owner else 'gone'})")
+            print(f"cluster {cid}: {' '.join(sorted(names))} (owner: {'gone' if owner is None else owner})")
         return 0
     if args.verb == "cleanup":
         ids = [cid for cid in cluster_namespaces() if args.id in (None, cid)]
         for cid in sorted(ids):
-            if cluster_owner(cid) is not None and not args.force:
+            if remove_cluster(cid, force=args.force):
+                print(f"cluster {cid}: removed")
+            else:
                 print(f"cluster {cid}: its maker (pid {cluster_owner(cid)}) still runs; --force removes it")
-                continue
-            remove_cluster(cid)
-            print(f"cluster {cid}: removed")
         return 0
     reason = unavailable_reason()
     if reason:

@@ -57,6 +57,8 @@ def _made_here(cluster_id) -> bool:
     owner = local_cluster.cluster_owner(cluster_id)
     if owner is None or owner == os.getpid():
         return True
+    if owner < 0:  # being made by a process that has not written its pid yet: not known to be ours
+        return False
     try:
         return _MARKED in _environ(owner)
     except OSError:  # the owner ended meanwhile
@@ -85,7 +87,7 @@ def check(before, wait_s: float = 10.0) -> list:
         except ProcessLookupError:
             pass
     for cid in clusters:
-        local_cluster.remove_cluster(cid)
+        local_cluster.remove_cluster(cid, force=True)
     return lines
 
 

@@ -138,6 +138,33 @@ def test_a_cluster_and_its_processes_are_removed_however_its_maker_ends(cluster_
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", pid
 
 
+@capabilities.needs(*CLUSTER)
+def test_a_cluster_being_made_is_no_leftover_to_a_cleanup_meanwhile(monkeypatch):
+    """A `cleanup` in another process (a user's, an xdist worker's session check) run the moment the maker has
+    added the cluster's first namespace leaves it alone: the maker holds the id from before that namespace exists."""
+    real_run, cleanup = subprocess.run, {}
+
+    def run(argv, *args, **kwargs):
+        result = real_run(argv, *args, **kwargs)
+        if argv[:3] == ["ip", "netns", "add"] and argv[3].endswith("br") and not cleanup:
+            cluster_id = argv[3][len(cluster_module.PREFIX):-len("br")]
+            cleanup["output"] = real_run([sys.executable, os.path.join(REPO, "scripts", "local_cluster.py"),
+                                          "cleanup", "--id", cluster_id], capture_output=True, text=True).stdout
+        return result
+
+    monkeypatch.setattr(subprocess, "run", run)
+    with cluster_module.LocalCluster(hosts=1) as cluster:
+        monkeypatch.undo()
+        assert cleanup["output"] == (f"cluster {cluster.cluster_id}: its maker (pid {os.getpid()}) still runs; "
+                                     "--force removes it\n")
+        assert cluster_module.cluster_owner(cluster.cluster_id) == os.getpid()
+        assert cluster_module.leftover_clusters().count(cluster.cluster_id) == 0
+        assert subprocess.run(cluster.host_command(0, ["true"])).returncode == 0
+        cluster_id = cluster.cluster_id
+    assert cluster_id not in cluster_module.cluster_namespaces()
+    assert cluster_module.cluster_owner(cluster_id) is None
+
+
 @pytest.mark.parametrize("launcher, per_host", [("mpirun", 1), ("msrun", 1), ("mpirun", 2), ("msrun", 2)])
 def test_hosts_train_and_validate_as_one_process_with_the_combined_batch(local_cluster, one_process, tmp_path,
                                                                          launcher, per_host):
