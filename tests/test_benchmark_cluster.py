@@ -1,4 +1,4 @@
-"""The byte model of scripts/benchmark_cluster.py: what a ring all-reduce moves, GhostNet's gradient bytes counted
+"""The byte model of scripts/benchmarks/multi_host_network.py: what a ring all-reduce moves, GhostNet's gradient bytes counted
 from its parameters, and the projection built from them (the measurements need root and run as the script)."""
 import json
 import os
@@ -6,7 +6,7 @@ from collections import Counter
 
 import mindspore
 
-from scripts.benchmark_cluster import float32_gradient_bytes, print_projection, print_tables, ring_bytes
+from scripts.benchmarks.multi_host_network import float32_gradient_bytes, print_projection, print_tables, ring_bytes
 from src.models import create_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

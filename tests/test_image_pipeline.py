@@ -1,5 +1,5 @@
 """Image-file pipeline: MindSpore decodes the files' bytes; formats it cannot read, damaged files, the evaluation
-resize against a plain Pillow reference, and a smoke run of scripts/benchmark_data.py."""
+resize against a plain Pillow reference, and a smoke run of scripts/benchmarks/data_pipeline.py."""
 import io
 import json
 import logging
@@ -143,7 +143,7 @@ def test_eval_tensors_match_a_pillow_reference(tmp_path):
 def test_benchmark_smoke(tmp_path):
     """Tiny settings, without the PyTorch reference: ours (and MindCV's loader when installed) and the table."""
     out = tmp_path / "data.json"
-    done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "benchmark_data.py"), "--images", "8",
+    done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "benchmarks", "data_pipeline.py"), "--images", "8",
                            "--eval_images", "2", "--rounds", "1", "--batch_size", "4", "--json", str(out)],
                           capture_output=True, text=True, env=dict(os.environ, TORCH_PYTHON=str(tmp_path / "none")),
                           timeout=600, check=False)
@@ -156,7 +156,7 @@ def test_benchmark_smoke(tmp_path):
 def test_epoch_startup_benchmark_smoke(tmp_path):
     """--scan_files on a small tree: an epoch's start-up before (reading the split) and now, with its record."""
     out = tmp_path / "scan.json"
-    done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "benchmark_data.py"), "--scan_files", "40",
+    done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "benchmarks", "data_pipeline.py"), "--scan_files", "40",
                            "--scan_classes", "4", "--rounds", "1", "--batch_size", "4", "--json", str(out)],
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,7 +1,8 @@
 """CPU step time when the loop reads each step's values at once against reading them at the progress lines.
+A one-off experiment, kept beside its record (step_reads.json) on docs/results/cpu_performance.md.
 
-    python scripts/benchmark_step_reads.py                     # GhostNet at width 0.1, small input, 32 px, batch 8
-    python scripts/benchmark_step_reads.py --modes graph --steps 200 --rounds 5
+    python docs/results/cpu_performance/step_reads.py                     # GhostNet at width 0.1, small input, 32 px, batch 8
+    python docs/results/cpu_performance/step_reads.py --modes graph --steps 200 --rounds 5
 
 A small network at a small batch, where waiting for the device after every step is a visible share of it: the
 train step of train.py (forward, loss, backward, the finiteness check, SGD-momentum; src/kernels' CPU pass on)
@@ -19,7 +20,7 @@ import statistics
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def parse_args(argv=None):

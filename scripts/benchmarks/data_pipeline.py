@@ -1,8 +1,8 @@
 """Speed of the ImageNet training input pipeline next to MindCV's and timm's, on the same files and cores.
 
-    python scripts/benchmark_data.py                                   # 1024 JPEGs, 3 rounds: the README figures
-    python scripts/benchmark_data.py --images 256 --rounds 1 --json data.json
-    python scripts/benchmark_data.py --scan_files 200000 --scan_classes 1000   # an epoch's start-up on a big folder
+    python scripts/benchmarks/data_pipeline.py                                   # 1024 JPEGs, 3 rounds: the README figures
+    python scripts/benchmarks/data_pipeline.py --images 256 --rounds 1 --json data.json
+    python scripts/benchmarks/data_pipeline.py --scan_files 200000 --scan_classes 1000   # an epoch's start-up on a big folder
 
 Generates `--images` ImageNet-sized JPEGs (500x375, 375x500, 500x333...: smooth colour fields, blotches and
 noise, quality 90, about 100 KB each) under a temporary train/<class>/ folder, plus `--eval_images` more under
@@ -32,14 +32,14 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-import reference_env  # scripts/reference_env: the timm side's interpreter
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+from scripts import reference_env  # noqa: E402  (the timm side's interpreter)
+from scripts.benchmarks import harness  # noqa: E402
 RECIPE = os.path.join(REPO, "configs", "ghostnet", "ghostnet_100_imagenet.yaml")
 SIZES = ((500, 375), (375, 500), (500, 333), (500, 400), (333, 500))
 WARMUP_BATCHES = 3
@@ -117,7 +117,6 @@ def _mindspore_iterator(dataset):
 
 
 def ours_worker(spec):
-    sys.path.insert(0, REPO)
     import src  # noqa: F401  (before mindspore)
     from src.config import load_config
     from src.data import create_dataset
@@ -144,7 +143,6 @@ def make_empty_tree(root, files, classes):
 def scan_worker(spec):
     """Seconds to start an epoch's pipeline: reading the split each time (before) or over the list read once
     (after), alternating for `rounds` rounds; and the read alone."""
-    sys.path.insert(0, REPO)
     import src  # noqa: F401  (before mindspore)
     from src.config import load_config
     from src.data import create_dataset, read_split
@@ -211,16 +209,10 @@ WORKERS = {"ours": ours_worker, "ours_eval": ours_worker, "mindcv": mindcv_worke
 # ---------------------------------------------------------------- driver
 
 def _run(python, spec, env=None):
-    done = subprocess.run([python, os.path.abspath(__file__), "--worker", json.dumps(spec)], capture_output=True,
-                          text=True, cwd=REPO, env=env, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1][:200]}
-    return json.loads(lines[-1])
+    return harness.measure_in_process([python, os.path.abspath(__file__), "--worker", json.dumps(spec)], env)
 
 
 def _recipe():
-    sys.path.insert(0, REPO)
     from src.config import load_config
     from src.data import dataset_statistics
     cfg = load_config(RECIPE)
@@ -242,15 +234,10 @@ def _loaders(torch_python):
 
 def measure(args, data, classes, recipe):
     """{label: [result of each round]}: every loader once per round, in the same order each round."""
-    loaders = _loaders(reference_env.interpreter())
-    results = {label: [] for label, *_ in loaders}
+    loaders = {label: rest for label, *rest in _loaders(reference_env.interpreter())}
     spec = dict(data=data, classes=classes, batch_size=args.batch_size, workers=args.workers, recipe=recipe)
-    for round_index in range(args.rounds):
-        for label, kind, python, env in loaders:
-            result = _run(python, dict(spec, kind=kind), env)
-            print(f"  round {round_index + 1} {label:14s} {json.dumps(result)}", file=sys.stderr, flush=True)
-            results[label].append(result)
-    return results
+    return harness.round_robin(list(loaders), args.rounds, lambda label: _run(loaders[label][1], dict(
+        spec, kind=loaders[label][0]), loaders[label][2]), describe=lambda label: f"{label:14s}")
 
 
 def eval_difference(data, classes, recipe, batch_size):
@@ -327,13 +314,13 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         spec = json.loads(args.worker)
-        print(json.dumps(WORKERS[spec["kind"]](spec)))
+        harness.report(WORKERS[spec["kind"]](spec))
         return
+    from src.atomic_files import write_json_atomic
     if args.scan_files:
         record = scan(args)
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(record, f, indent=2)
+            write_json_atomic(args.json, record, indent=2)
         return
     classes = max(1, min(10, args.images))
     recipe = _recipe()
@@ -347,8 +334,7 @@ def main(argv=None):
             {"error": "--eval_images 0"}
     print(table(rows, evaluation, args))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"loaders": rows, "eval": evaluation, "args": vars(args)}, f, indent=2)
+        write_json_atomic(args.json, {"loaders": rows, "eval": evaluation, "args": vars(args)}, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """What the network costs a data-parallel GhostNet run: 2 simulated hosts (scripts/local_cluster.py), one rank each
 launched by msrun on every host, the hosts' links capped by tc tbf; needs root.
 
-    python3 scripts/benchmark_cluster.py                                  # both shapes, every rate, accuracy check
-    python3 scripts/benchmark_cluster.py --shapes main --rates unlimited 100mbit --steps 3 --accuracy_steps 0
+    python3 scripts/benchmarks/multi_host_network.py                                  # both shapes, every rate, accuracy check
+    python3 scripts/benchmarks/multi_host_network.py --shapes main --rates unlimited 100mbit --steps 3 --accuracy_steps 0
 
 Per shape (`main`: the Fashion-MNIST main job's config, 32 px, 1 channel, 10 classes, batch 128 per rank; `224`:
 3 x 224 x 224, 1000 classes, `--batch_224` per rank) and per link rate, on fixed random batches, medians over
@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 MAIN_CONFIG = os.path.join(REPO, "configs", "ghostnet", "ghostnet_100_fashion_mnist.yaml")

@@ -1,0 +1,250 @@
+"""CPU speed of GhostNet on MindSpore next to PyTorch at its best (timm) and ONNX Runtime, measured in one run.
+
+    python scripts/benchmarks/cpu_speed.py                        # ghostnet_100, every workload, every runtime
+    python scripts/benchmarks/cpu_speed.py --workloads train_32 --repeats 10 --no-reference
+    python scripts/benchmarks/cpu_speed.py --kernels both         # MindSpore with and without src/kernels' pass
+    python scripts/benchmarks/cpu_speed.py --rounds 3             # every runtime 3 times, round-robin: the README table
+
+Workloads: `infer_224` (batch 1, 3 x 224 x 224, 1000 classes: latency in graph mode of the network as trained and of
+its inference form, BN folded into the convs as export.py does (then, with the kernels, ReLUs into them), and of
+the exported MINDIR through nn.GraphCell; the MINDIR always holds MindSpore's own ops, not src/kernels), `train_224`
+(batch 32, 3 x 224 x 224, 1000 classes: training images/s), `train_32` (batch 128, 1 x 32 x 32, 10 classes: the
+Fashion-MNIST main job's setting) and `train_28_small` (batch 128, 1 x 28 x 28, the small-input network of the
+Fashion-MNIST recipe; MindSpore only: timm has no small-input GhostNet). A training step is forward, label-smoothed
+cross-entropy, backward and an SGD-momentum update, on a fixed batch (no data pipeline).
+
+PyTorch runs in each of the settings a PyTorch user would try (scripts/benchmarks/cpu_speed_torch.py: eager NCHW,
+eager channels_last, torch.compile, torch.compile + channels_last), and every other runtime is quoted against the
+best of them on that workload. ONNX Runtime serves this repo's ONNX export of the inference form and timm's own
+export. The PyTorch / ONNX Runtime half runs under the reference environment (.venv-torch, `WITH_TORCH=1 bash
+scripts/setup.sh`; or TORCH_PYTHON) when there is one.
+
+How it measures (scripts/benchmarks/harness.py): every (runtime, workload) in a fresh process; medians over
+`--repeats` calls after `--warmup` untimed ones, the first call (MindSpore's graph compile, torch.compile's) timed
+apart as compile time; peak memory is the process's resident high-water mark (framework included); `--rounds`
+repeats the whole set round-robin and keeps each runtime's median round. Ratios are speeds: above 1, this row is
+faster than PyTorch's best (images/s over images/s; milliseconds the other way round).
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+from scripts import reference_env  # noqa: E402  (the PyTorch side's interpreter)
+from scripts.benchmarks import harness  # noqa: E402
+
+TORCH_SETTINGS = {"eager": "PyTorch eager", "channels_last": "PyTorch channels_last",
+                  "compile": "PyTorch torch.compile", "compile_channels_last": "PyTorch torch.compile + channels_last"}
+WORKLOADS = {
+    "infer_224": dict(batch=1, channels=3, size=224, classes=1000, train=False),
+    "train_224": dict(batch=32, channels=3, size=224, classes=1000, train=True),
+    "train_32": dict(batch=128, channels=1, size=32, classes=10, train=True),
+    "train_28_small": dict(batch=128, channels=1, size=28, classes=10, train=True, small_input=True),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model", default="ghostnet_100", help="registered here and in timm")
+    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every runtime this many times, round-robin, and keep the median round")
+    parser.add_argument("--kernels", choices=("on", "off", "both"), default="on",
+                        help="MindSpore with the CPU kernels of src/kernels (its accelerate pass), without, or both")
+    parser.add_argument("--torch_settings", nargs="+", choices=list(TORCH_SETTINGS), default=list(TORCH_SETTINGS),
+                        help="the PyTorch settings to measure (the best of them is the reference)")
+    parser.add_argument("--no-reference", action="store_true", help="skip PyTorch and ONNX Runtime")
+    parser.add_argument("--json", help="also write the measurements to this file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one MindSpore measurement
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------- MindSpore worker (one measurement per process)
+
+def mindspore_worker(spec):
+    import numpy as np
+    import src  # noqa: F401  (before mindspore: caps oneDNN's ISA)
+    import mindspore as ms
+    from src.config import Config
+    from src.deploy import prepare_for_inference
+    from src.engine.loss import SoftTargetCrossEntropy
+    from src.engine.lr_schedule import build_lr_schedule
+    from src.engine.optim import create_optimizer
+    from src.engine.train_step import TrainStep
+    from src.kernels import accelerate, kernels_usable
+    from src.models import create_model
+
+    work = WORKLOADS[spec["workload"]]
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(0)
+    rng = np.random.default_rng(0)
+    x = ms.Tensor(rng.standard_normal((work["batch"], work["channels"], work["size"], work["size"]))
+                  .astype(np.float32))
+    net = create_model(spec["model"], num_classes=work["classes"], in_channels=work["channels"],
+                       small_input=work.get("small_input", False))
+    if spec["runtime"] == "onnx_export":  # this repo's ONNX of the inference form, for ONNX Runtime to serve
+        prepare_for_inference(net, x)
+        ms.export(net, x, file_name=spec["output"], file_format="ONNX")
+        return {"onnx": spec["output"] + ".onnx"}
+    kernels = spec["kernels"] == "on" and kernels_usable()
+    result = {"custom_kernels": kernels, "version": ms.__version__}
+    if spec["runtime"] == "folded":  # the inference form: BN folded on the plain network, then the kernels
+        prepare_for_inference(net, x)
+    if kernels:
+        accelerate(net, x[:1])
+    if work["train"]:
+        labels = np.eye(work["classes"], dtype=np.float32)[rng.integers(0, work["classes"], work["batch"])]
+        cfg = Config(optimizer="sgd", momentum=0.9, lr=0.01, epochs=1, warmup_epochs=0)
+        optimizer = create_optimizer(cfg, net.trainable_params(), build_lr_schedule(cfg, 1000))
+        step = TrainStep(net, SoftTargetCrossEntropy(0.1), optimizer)
+        step.set_train(True)
+        labels = ms.Tensor(labels)
+
+        def run():
+            step(x, labels)[0].asnumpy()
+        _, result["compile_s"] = harness.timed_once(run)
+        seconds = harness.median_seconds(run, spec["repeats"], spec["warmup"])
+        result.update(images_per_s=work["batch"] / seconds, step_ms=seconds * 1e3)
+    else:
+        if spec["runtime"] in ("mindspore", "folded"):  # graph mode: the network as trained, or BN folded
+            net.set_train(False)
+            run_net = net
+        else:  # the deployable file: BN folded, exported to MINDIR (always plain convs), loaded back as a GraphCell
+            with tempfile.TemporaryDirectory() as tmp:
+                prepare_for_inference(net, x)
+                ms.export(net, x, file_name=os.path.join(tmp, "model"), file_format="MINDIR")
+                run_net = ms.nn.GraphCell(ms.load(os.path.join(tmp, "model.mindir")))
+        _, result["compile_s"] = harness.timed_once(lambda: run_net(x).asnumpy())
+        seconds = harness.median_seconds(lambda: run_net(x).asnumpy(), spec["repeats"], spec["warmup"])
+        result["latency_ms"] = seconds * 1e3
+    result["peak_rss_mib"] = harness.peak_rss_mib()
+    return result
+
+
+# ---------------------------------------------------------------- driver
+
+def _value(workload, result):
+    return result["images_per_s"] if WORKLOADS[workload]["train"] else result["latency_ms"]
+
+
+def _speed(workload, result):
+    """Higher is faster, on both kinds of workload."""
+    return _value(workload, result) if WORKLOADS[workload]["train"] else 1.0 / result["latency_ms"]
+
+
+def _mindspore_process(spec):
+    return [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+
+
+def jobs_of(args, torch_python, onnx_dir):
+    """[(runtime label, workload, command, env)] of every requested measurement. With a reference environment,
+    inference workloads also get this repo's ONNX export, made here once (a MindSpore process) for ONNX Runtime."""
+    torch_env = reference_env.environment()
+    torch_side = os.path.join(REPO, "scripts", "benchmarks", "cpu_speed_torch.py")
+    common = ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    jobs = []
+    for workload in args.workloads:
+        work = WORKLOADS[workload]
+        spec = dict(workload=workload, model=args.model, repeats=args.repeats, warmup=args.warmup)
+        for kernels in (("on", "off") if args.kernels == "both" else (args.kernels,)):
+            suffix = "" if args.kernels != "both" else ", custom kernels" if kernels == "on" else ", oneDNN only"
+            jobs.append((f"MindSpore graph{suffix}", workload,
+                         _mindspore_process(dict(spec, runtime="mindspore", kernels=kernels)), None))
+            if not work["train"]:
+                jobs.append((f"MindSpore graph, BN folded{suffix}", workload,
+                             _mindspore_process(dict(spec, runtime="folded", kernels=kernels)), None))
+        if not work["train"]:
+            jobs.append(("MindSpore MINDIR (BN folded)", workload,
+                         _mindspore_process(dict(spec, runtime="mindir", kernels="off")), None))
+        if not torch_python or work.get("small_input"):  # timm's GhostNet has no small-input setting
+            continue
+        torch_command = [torch_python, torch_side, "--workload", json.dumps(work), "--model", args.model, *common]
+        for setting in args.torch_settings:
+            jobs.append((TORCH_SETTINGS[setting], workload,
+                         [*torch_command, "--runtime", "pytorch", "--setting", setting], torch_env))
+        if not work["train"]:
+            exported = harness.measure_in_process(_mindspore_process(
+                dict(spec, runtime="onnx_export", output=os.path.join(onnx_dir, workload))))
+            if "error" in exported:
+                raise SystemExit(f"cpu_speed.py: this repo's ONNX export failed: {exported['error']}")
+            jobs.append(("ONNX Runtime, this repo's ONNX", workload,
+                         [*torch_command, "--runtime", "onnxruntime", "--onnx", exported["onnx"]], torch_env))
+            jobs.append(("ONNX Runtime, timm's ONNX", workload, [*torch_command, "--runtime", "onnxruntime"],
+                         torch_env))
+    return jobs
+
+
+def measure(args):
+    """[(runtime label, workload, result)] for every requested measurement: each a fresh process, every one
+    `--rounds` times round-robin, each runtime's median round kept (its figures of every round under "rounds")."""
+    torch_python = None if args.no_reference else reference_env.interpreter()
+    with tempfile.TemporaryDirectory() as onnx_dir:
+        jobs = jobs_of(args, torch_python, onnx_dir)
+        results = harness.round_robin(range(len(jobs)), args.rounds,
+                                      lambda k: harness.measure_in_process(jobs[k][2], jobs[k][3]),
+                                      describe=lambda k: f"{jobs[k][1]:10s} {jobs[k][0]:40s}")
+    return [(label, workload, harness.median_round(results[k], lambda r, w=workload: _value(w, r)))
+            for k, (label, workload, _, _) in enumerate(jobs)]
+
+
+def pytorch_best(rows) -> dict:
+    """{workload: (label, result)} of the fastest PyTorch setting measured on each workload."""
+    best = {}
+    for label, workload, result in rows:
+        if label.startswith("PyTorch") and "error" not in result:
+            if workload not in best or _speed(workload, result) > _speed(workload, best[workload][1]):
+                best[workload] = (label, result)
+    return best
+
+
+def _machine():
+    from src.runtime import cpu_model
+    return f"{cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+
+
+def table(rows, model):
+    """Markdown: one line per (workload, runtime), with its speed relative to PyTorch's best setting there."""
+    best = pytorch_best(rows)
+    lines = [f"| workload ({model}) | runtime | latency ms / train img/s | speed vs PyTorch's best | compile s "
+             f"| peak RSS MiB |", "|---|---|---|---|---|---|"]
+    for label, workload, result in rows:
+        if "error" in result:
+            lines.append(f"| {workload} | {label} | failed: {result['error']} | | | |")
+            continue
+        train = WORKLOADS[workload]["train"]
+        ratio = ""
+        if workload in best:
+            best_label, best_result = best[workload]
+            ratio = ("the best PyTorch" if best_label == label else
+                     f"{_speed(workload, result) / _speed(workload, best_result):.2f}x")
+        compile_s = f"{result['compile_s']:.1f}" if "compile_s" in result else ""
+        lines.append(f"| {workload} | {label} | {_value(workload, result):.1f} {'img/s' if train else 'ms'} | "
+                     f"{ratio} | {compile_s} | {result['peak_rss_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        harness.report(mindspore_worker(json.loads(args.worker)))
+        return
+    print(f"machine: {_machine()}; every runtime uses all {os.cpu_count()} cores; medians of {args.repeats} runs "
+          f"after {args.warmup} warm-up; median of {args.rounds} round(s)", flush=True)
+    rows = measure(args)
+    print(table(rows, args.model))
+    if args.json:
+        from src.atomic_files import write_json_atomic
+        best = pytorch_best(rows)
+        write_json_atomic(args.json, [{"runtime": label, "workload": w, **r,
+                                       "pytorch_best": best.get(w, ("",))[0] == label} for label, w, r in rows])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""scripts/benchmarks/harness.py, the one way the benchmarks measure, and the reference rule of
+scripts/benchmarks/cpu_speed.py: every figure is quoted against PyTorch's best setting on its workload."""
+import sys
+
+from scripts.benchmarks import harness
+from scripts.benchmarks.cpu_speed import pytorch_best, table
+
+
+def test_a_measurement_process_answers_with_its_last_json_line_or_its_last_error_line():
+    printed = "import json; print('log line'); print(json.dumps({'n': 1})); print(json.dumps({'n': 2}))"
+    assert harness.measure_in_process([sys.executable, "-c", printed]) == {"n": 2}
+    failed = "import sys; print('{\"n\": 3}'); sys.stderr.write('first\\nValueError: bad spec\\n'); sys.exit(1)"
+    assert harness.measure_in_process([sys.executable, "-c", failed]) == {"error": "ValueError: bad spec"}
+    assert harness.measure_in_process([sys.executable, "-c", "print('no json')"]) == {"error": "no output"}
+
+
+def test_rounds_go_round_robin_and_the_median_round_is_kept():
+    calls = []
+    values = iter([30.0, 10.0, 20.0, 50.0, 40.0, 60.0, 5.0, 70.0, 80.0])
+    results = harness.round_robin(["a", "b", "c"], 3, lambda job: calls.append(job) or {"v": next(values)})
+    assert calls == ["a", "b", "c"] * 3
+    assert [r["v"] for r in results["a"]] == [30.0, 50.0, 5.0]
+    assert harness.median_round(results["a"], lambda r: r["v"]) == {"v": 30.0, "rounds": [5.0, 30.0, 50.0]}
+    # failed rounds are left out; an even count keeps the lower middle round; one round has no "rounds"
+    mixed = [{"v": 4.0}, {"error": "x"}, {"v": 2.0}, {"v": 8.0}, {"v": 6.0}]
+    assert harness.median_round(mixed, lambda r: r["v"]) == {"v": 4.0, "rounds": [2.0, 4.0, 6.0, 8.0]}
+    assert harness.median_round([{"v": 1.0}], lambda r: r["v"]) == {"v": 1.0}
+    assert harness.median_round([{"error": "a"}, {"error": "b"}], lambda r: r["v"]) == {"error": "b"}
+
+
+def test_ratios_are_speeds_against_the_fastest_pytorch_setting_of_each_workload():
+    rows = [
+        ("MindSpore graph", "train_32", {"images_per_s": 600.0, "peak_rss_mib": 1.0}),
+        ("PyTorch eager", "train_32", {"images_per_s": 300.0, "peak_rss_mib": 1.0}),
+        ("PyTorch channels_last", "train_32", {"images_per_s": 800.0, "peak_rss_mib": 1.0}),
+        ("PyTorch torch.compile", "train_32", {"error": "inductor failed"}),
+        ("MindSpore graph", "infer_224", {"latency_ms": 15.0, "compile_s": 4.0, "peak_rss_mib": 1.0}),
+        ("PyTorch eager", "infer_224", {"latency_ms": 20.0, "peak_rss_mib": 1.0}),
+        ("PyTorch torch.compile", "infer_224", {"latency_ms": 12.0, "compile_s": 60.0, "peak_rss_mib": 1.0}),
+    ]
+    best = pytorch_best(rows)
+    assert {workload: label for workload, (label, _) in best.items()} == {
+        "train_32": "PyTorch channels_last", "infer_224": "PyTorch torch.compile"}
+    lines = table(rows, "ghostnet_100").splitlines()
+    assert "| train_32 | MindSpore graph | 600.0 img/s | 0.75x |  | 1 |" in lines
+    assert "| train_32 | PyTorch eager | 300.0 img/s | 0.38x |  | 1 |" in lines
+    assert "| train_32 | PyTorch channels_last | 800.0 img/s | the best PyTorch |  | 1 |" in lines
+    assert "| train_32 | PyTorch torch.compile | failed: inductor failed | | | |" in lines
+    assert "| infer_224 | MindSpore graph | 15.0 ms | 0.80x | 4.0 | 1 |" in lines  # 12 ms / 15 ms
+    assert "| infer_224 | PyTorch torch.compile | 12.0 ms | the best PyTorch | 60.0 | 1 |" in lines
