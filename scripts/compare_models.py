@@ -53,6 +53,7 @@ from src.atomic_files import copy_atomic, write_json_atomic, write_text_atomic  
 from src.config import ConfigError, load_config, parse_overrides  # noqa: E402
 from src.engine.run_folder import RUN_CONTROL  # noqa: E402
 from src.engine.run_state import RunCheckpoints  # noqa: E402
+from scripts.benchmarks import harness  # noqa: E402
 
 DEFAULT_MODELS = ["ghostnet_050", "ghostnet_100", "ghostnet_130", "mobilenetv3_large_100",
                   "ghost_vgg16:1", "ghost_vgg16:2", "ghost_vgg16:3", "ghost_vgg16:4"]
@@ -138,6 +139,9 @@ def parse_args(argv=None):
     parser.add_argument("--records", default=None,
                         help="plans: the folder of every finished run's records and the tables (default: the plan's "
                              "`records`, else OUTPUT/records)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="TAG",
+                        help="plans: train only these entries' missing runs (to answer one claim first, or to share "
+                             "a plan between machines); the tables are left to a run of the whole plan or --report")
     parser.add_argument("--latency_repeats", type=int, default=30)
     parser.add_argument("--latency_rounds", type=int, default=3,
                         help="plans: round-robin latency passes (0: no latency measurement)")
@@ -148,8 +152,10 @@ def parse_args(argv=None):
             raise CompareError(f"--{key} is set per entry by compare_models.py; give entries with --models or a plan")
     if args.plan and (args.config or args.models):
         raise CompareError("--plan names the schedule and the entries: drop --config / --models")
-    if not args.plan and (args.report or args.records):
-        raise CompareError("--report and --records work on a plan: give --plan FILE")
+    if not args.plan and (args.report or args.records or args.only):
+        raise CompareError("--report, --records and --only work on a plan: give --plan FILE")
+    if args.report and args.only:
+        raise CompareError("--report trains nothing and tabulates every record: drop --only")
     return args, rest, overrides
 
 
@@ -415,17 +421,6 @@ def architecture_forms(record_dir, workdir):
     return for_this_device(net, cfg), load_exported(onnx), shape
 
 
-def _median_ms(run, repeats, warmup=3):
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def latency_pass(forms, repeats, rounds):
     """{tag: {latency_ms, onnxruntime_ms, rounds}}: batch-1 latency of each entry's inference form (graph mode) and
     of its ONNX file in ONNX Runtime, round-robin over the entries `rounds` times (a slow spell of the host hits every
@@ -434,16 +429,17 @@ def latency_pass(forms, repeats, rounds):
     import mindspore
     from src.analysis.profile import measure_latency
 
-    timings = {tag: {"latency_ms": [], "onnxruntime_ms": []} for tag in forms}
-    for _ in range(rounds):
-        for tag, (net, onnx, shape) in forms.items():
-            timings[tag]["latency_ms"].append(measure_latency(net, shape, repeats=repeats))
-            batch = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
-            timings[tag]["onnxruntime_ms"].append(_median_ms(lambda: onnx(batch), repeats))
+    def measure(tag):
+        net, onnx, shape = forms[tag]
+        batch = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+        return {"latency_ms": measure_latency(net, shape, repeats=repeats),
+                "onnxruntime_ms": harness.median_seconds(lambda: onnx(batch), repeats) * 1e3}
+
+    timings = harness.round_robin(list(forms), rounds, measure)
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
-    return {tag: {**{key: statistics.median(values) for key, values in times.items()},
-                  "rounds": {key: [round(v, 3) for v in values] for key, values in times.items()}}
-            for tag, times in timings.items()}
+    return {tag: {**{key: statistics.median(r[key] for r in results) for key in results[0]},
+                  "rounds": {key: [round(r[key], 3) for r in results] for key in results[0]}}
+            for tag, results in timings.items()}
 
 
 def spread(values):
@@ -615,6 +611,10 @@ def run_plan(plan, args, rest, overrides, output, records):
 
     schedule = load_config(plan.config, overrides)
     teacher_model = plan.teacher.model if plan.teacher else ""
+    tags = [entry.tag for entry in plan.entries]
+    unknown = sorted(set(args.only or ()) - set(tags))
+    if unknown:
+        raise CompareError(f"--only {' '.join(unknown)}: not an entry of {args.plan} (its entries: {', '.join(tags)})")
     for entry, seed in training_order(plan.entries):  # every run's config loads, every record fits, before training
         expected = entry_config(entry, seed, teacher_model if entry.distill else "")
         if _recorded(entry.run_dir(records, seed)):
@@ -622,7 +622,7 @@ def run_plan(plan, args, rest, overrides, output, records):
     teacher_weights = None
     for entry, seed in training_order(plan.entries):
         record_dir = entry.run_dir(records, seed)
-        if args.report or _recorded(record_dir):
+        if args.report or _recorded(record_dir) or (args.only and entry.tag not in args.only):
             continue
         flags = entry.flags() + ([] if seed is None else ["--seed", str(seed)])
         if entry.distill:
@@ -632,6 +632,10 @@ def run_plan(plan, args, rest, overrides, output, records):
         run_dir = entry.run_dir(output, seed)
         ensure_trained(plan.config, rest, flags, run_dir, schedule.epochs, args.reuse)
         record_run(entry, seed, run_dir, record_dir, schedule.epochs, teacher_weights if entry.distill else None)
+    if args.only:
+        print(f"every run of {', '.join(args.only)} is recorded in {records}; the tables there are rebuilt by "
+              f"--report or by a run of the whole plan")
+        return 0
 
     rows = [dict(run, seed=seed) for entry, seed in training_order(plan.entries)
             if (run := _recorded(entry.run_dir(records, seed)))]

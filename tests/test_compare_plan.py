@@ -41,13 +41,21 @@ def test_a_plan_records_every_run_as_deployed_and_rebuilds_its_table_from_the_re
     flags = ["--plan", plan, "--output", str(out), "--records", str(records), "--latency_repeats", "2",
              "--latency_rounds", "1", "--data_dir", data, "--epochs", "1", "--batch_size", "16",
              "--eval_batch_size", "24", "--mode", "pynative", "--num_workers", "1"]
+    with pytest.raises(CompareError, match=r"--only nobody: not an entry of .*its entries: direct, branches, "):
+        compare_main([*flags, "--only", "nobody"])
+
+    def trained():
+        printed = capsys.readouterr().out
+        return [os.path.relpath(line.split("--output_dir ")[1].split()[0], out) for line in printed.splitlines()
+                if line.startswith("== ") and "train.py" in line]
+
+    # --only trains those entries' runs seed by seed, the teacher (2 epochs) just before the first distilling run,
+    # and leaves the tables to a run of the whole plan, which trains the rest
+    assert compare_main([*flags, "--only", "direct", "distilled"]) == 0
+    assert trained() == ["direct/seed_1", "teacher_ghostnet_050", "distilled/seed_1", "direct/seed_2"]
+    assert not (records / "comparison.json").exists()
     assert compare_main(flags) == 0
-    printed = capsys.readouterr().out
-    # seed by seed across the entries; the teacher (2 epochs) just before the first distilling run
-    trained = [line.split("--output_dir ")[1].split()[0] for line in printed.splitlines()
-               if line.startswith("== ") and "train.py" in line]
-    assert [os.path.relpath(path, out) for path in trained] == [
-        "direct/seed_1", "branches/seed_1", "teacher_ghostnet_050", "distilled/seed_1", "direct/seed_2"]
+    assert trained() == ["branches/seed_1"]
 
     comparison = json.loads((records / "comparison.json").read_text())
     rows = {(row["tag"], row["seed"]): row for row in comparison["rows"]}
