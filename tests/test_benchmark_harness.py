@@ -48,3 +48,14 @@ def test_ratios_are_speeds_against_the_fastest_pytorch_setting_of_each_workload(
     assert "| train_32 | PyTorch torch.compile | failed: inductor failed | | | |" in lines
     assert "| infer_224 | MindSpore graph | 15.0 ms | 0.80x | 4.0 | 1 |" in lines  # 12 ms / 15 ms
     assert "| infer_224 | PyTorch torch.compile | 12.0 ms | the best PyTorch | 60.0 | 1 |" in lines
+
+
+def test_the_profile_reads_the_profilers_operator_table_per_call(tmp_path):
+    from scripts.benchmarks.profile_step import read_op_types
+    folder = tmp_path / "vm_1_ascend_ms" / "FRAMEWORK"
+    folder.mkdir(parents=True)
+    (folder / "cpu_op_type_info_0.csv").write_text(
+        "op_type,type_occurrences,execution_frequency(per-step),total_compute_time,avg_time(ms),percent\n"
+        "Custom,470,94,27.95,0.0595,0.81\nConcat,160,32,1.2,0.0075,0.035\n")
+    assert read_op_types(str(tmp_path), steps=5) == {"Custom": {"launches": 94.0, "ms": 5.59},
+                                                     "Concat": {"launches": 32.0, "ms": 0.24}}

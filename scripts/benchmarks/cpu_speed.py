@@ -68,7 +68,9 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------- MindSpore worker (one measurement per process)
 
-def mindspore_worker(spec):
+def mindspore_call(spec):
+    """(the call a measurement times, the result so far): a training step, or a batch-1 forward of the network as
+    trained, of its inference form or of its exported MINDIR, as `spec` says; its first call compiles."""
     import numpy as np
     import src  # noqa: F401  (before mindspore: caps oneDNN's ISA)
     import mindspore as ms
@@ -92,7 +94,7 @@ def mindspore_worker(spec):
     if spec["runtime"] == "onnx_export":  # this repo's ONNX of the inference form, for ONNX Runtime to serve
         prepare_for_inference(net, x)
         ms.export(net, x, file_name=spec["output"], file_format="ONNX")
-        return {"onnx": spec["output"] + ".onnx"}
+        return None, {"onnx": spec["output"] + ".onnx"}
     kernels = spec["kernels"] == "on" and kernels_usable()
     result = {"custom_kernels": kernels, "version": ms.__version__}
     if spec["runtime"] == "folded":  # the inference form: BN folded on the plain network, then the kernels
@@ -106,24 +108,26 @@ def mindspore_worker(spec):
         step = TrainStep(net, SoftTargetCrossEntropy(0.1), optimizer)
         step.set_train(True)
         labels = ms.Tensor(labels)
+        return lambda: step(x, labels)[0].asnumpy(), result
+    if spec["runtime"] in ("mindspore", "folded"):  # graph mode: the network as trained, or BN folded
+        net.set_train(False)
+        return lambda: net(x).asnumpy(), result
+    with tempfile.TemporaryDirectory() as tmp:  # the deployable file: BN folded, exported (plain convs), loaded back
+        prepare_for_inference(net, x)
+        ms.export(net, x, file_name=os.path.join(tmp, "model"), file_format="MINDIR")
+        graph = ms.nn.GraphCell(ms.load(os.path.join(tmp, "model.mindir")))
+    return lambda: graph(x).asnumpy(), result
 
-        def run():
-            step(x, labels)[0].asnumpy()
-        _, result["compile_s"] = harness.timed_once(run)
-        seconds = harness.median_seconds(run, spec["repeats"], spec["warmup"])
-        result.update(images_per_s=work["batch"] / seconds, step_ms=seconds * 1e3)
-    else:
-        if spec["runtime"] in ("mindspore", "folded"):  # graph mode: the network as trained, or BN folded
-            net.set_train(False)
-            run_net = net
-        else:  # the deployable file: BN folded, exported to MINDIR (always plain convs), loaded back as a GraphCell
-            with tempfile.TemporaryDirectory() as tmp:
-                prepare_for_inference(net, x)
-                ms.export(net, x, file_name=os.path.join(tmp, "model"), file_format="MINDIR")
-                run_net = ms.nn.GraphCell(ms.load(os.path.join(tmp, "model.mindir")))
-        _, result["compile_s"] = harness.timed_once(lambda: run_net(x).asnumpy())
-        seconds = harness.median_seconds(lambda: run_net(x).asnumpy(), spec["repeats"], spec["warmup"])
-        result["latency_ms"] = seconds * 1e3
+
+def mindspore_worker(spec):
+    call, result = mindspore_call(spec)
+    if call is None:
+        return result
+    _, result["compile_s"] = harness.timed_once(call)
+    seconds = harness.median_seconds(call, spec["repeats"], spec["warmup"])
+    work = WORKLOADS[spec["workload"]]
+    result.update(dict(images_per_s=work["batch"] / seconds, step_ms=seconds * 1e3) if work["train"] else
+                  dict(latency_ms=seconds * 1e3))
     result["peak_rss_mib"] = harness.peak_rss_mib()
     return result
 
