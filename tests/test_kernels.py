@@ -18,7 +18,8 @@ import mindspore.nn as nn
 from src.config import Config
 from src.configured_model import for_this_device
 from src.deploy import prepare_for_inference
-from src.kernels import AllFinite, BatchNorm2d, DepthwiseConv2d, PointwiseConv2d, accelerate, build, kernels_usable
+from src.kernels import (AllFinite, BatchNorm2d, DepthwiseConv2d, PointwiseConv2d, accelerate, build, fused_copy,
+                         kernels_usable)
 from src.kernels.matmul import MatMulGlobalAvgPool, MatMulScaleChannels
 from src.models import create_model
 from src.models.ghostnet import BlockSpec, GhostNet
@@ -429,6 +430,19 @@ def test_a_missing_compiler_leaves_the_network_plain_with_a_warning(monkeypatch,
         assert for_this_device(net, Config(model="ghostnet_050", image_size=32)) is net
     assert not _kernel_cells(net)
     assert DepthwiseConv2d(8, 3, 1, 1).custom is None and BatchNorm2d(8).custom is None  # MindSpore's own ops
+
+
+def test_copy_kernel_copies_every_tensor_whole_in_place():
+    copy = fused_copy()
+    assert copy is not None
+    rng = np.random.default_rng(0)
+    shapes = [(), (3, 5), (70_000,)]  # the large one spans several of the kernel's chunks
+    sources = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    destinations = [ms.Parameter(ms.Tensor(np.zeros(shape, np.float32)), name=f"d{k}") for k, shape in
+                    enumerate(shapes)]
+    copy(*destinations, *(ms.Tensor(a) for a in sources))
+    for destination, source in zip(destinations, sources):
+        assert np.array_equal(destination.asnumpy(), source)
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])

@@ -3,7 +3,9 @@
     python scripts/benchmarks/cpu_speed.py                        # ghostnet_100, every workload, every runtime
     python scripts/benchmarks/cpu_speed.py --workloads train_32 --repeats 10 --no-reference
     python scripts/benchmarks/cpu_speed.py --kernels both         # MindSpore with and without src/kernels' pass
-    python scripts/benchmarks/cpu_speed.py --rounds 3             # every runtime 3 times, round-robin: the README table
+    python scripts/benchmarks/cpu_speed.py --rounds 3             # every runtime 3 times, round-robin
+    git worktree add /tmp/before HEAD~1 && python scripts/benchmarks/cpu_speed.py --no-reference --before /tmp/before
+                                                                  # a change's before and after, in one run
 
 Workloads: `infer_224` (batch 1, 3 x 224 x 224, 1000 classes: latency in graph mode of the network as trained and of
 its inference form, BN folded into the convs as export.py does (then, with the kernels, ReLUs into them), and of
@@ -29,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 
@@ -61,6 +64,9 @@ def parse_args(argv=None):
     parser.add_argument("--torch_settings", nargs="+", choices=list(TORCH_SETTINGS), default=list(TORCH_SETTINGS),
                         help="the PyTorch settings to measure (the best of them is the reference)")
     parser.add_argument("--no-reference", action="store_true", help="skip PyTorch and ONNX Runtime")
+    parser.add_argument("--before", metavar="TREE", default=None,
+                        help="also measure every MindSpore row with the code in TREE (a git worktree of the commit "
+                             "before a change), round-robin with this tree's: a change's before and after in one run")
     parser.add_argument("--json", help="also write the measurements to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one MindSpore measurement
     return parser.parse_args(argv)
@@ -143,8 +149,13 @@ def _speed(workload, result):
     return _value(workload, result) if WORKLOADS[workload]["train"] else 1.0 / result["latency_ms"]
 
 
-def _mindspore_process(spec):
-    return [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+def _mindspore_process(spec, tree=REPO):
+    return [sys.executable, os.path.join(tree, "scripts", "benchmarks", "cpu_speed.py"), "--worker", json.dumps(spec)]
+
+
+def _commit(tree):
+    done = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or tree
 
 
 def jobs_of(args, torch_python, onnx_dir):
@@ -153,20 +164,23 @@ def jobs_of(args, torch_python, onnx_dir):
     torch_env = reference_env.environment()
     torch_side = os.path.join(REPO, "scripts", "benchmarks", "cpu_speed_torch.py")
     common = ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    trees = [("", REPO)] + ([(f" [before: {_commit(args.before)}]", os.path.abspath(args.before))]
+                            if args.before else [])
     jobs = []
     for workload in args.workloads:
         work = WORKLOADS[workload]
         spec = dict(workload=workload, model=args.model, repeats=args.repeats, warmup=args.warmup)
-        for kernels in (("on", "off") if args.kernels == "both" else (args.kernels,)):
-            suffix = "" if args.kernels != "both" else ", custom kernels" if kernels == "on" else ", oneDNN only"
-            jobs.append((f"MindSpore graph{suffix}", workload,
-                         _mindspore_process(dict(spec, runtime="mindspore", kernels=kernels)), None))
+        for tree_label, tree in trees:
+            for kernels in (("on", "off") if args.kernels == "both" else (args.kernels,)):
+                suffix = "" if args.kernels != "both" else ", custom kernels" if kernels == "on" else ", oneDNN only"
+                jobs.append((f"MindSpore graph{suffix}{tree_label}", workload,
+                             _mindspore_process(dict(spec, runtime="mindspore", kernels=kernels), tree), None))
+                if not work["train"]:
+                    jobs.append((f"MindSpore graph, BN folded{suffix}{tree_label}", workload,
+                                 _mindspore_process(dict(spec, runtime="folded", kernels=kernels), tree), None))
             if not work["train"]:
-                jobs.append((f"MindSpore graph, BN folded{suffix}", workload,
-                             _mindspore_process(dict(spec, runtime="folded", kernels=kernels)), None))
-        if not work["train"]:
-            jobs.append(("MindSpore MINDIR (BN folded)", workload,
-                         _mindspore_process(dict(spec, runtime="mindir", kernels="off")), None))
+                jobs.append((f"MindSpore MINDIR (BN folded){tree_label}", workload,
+                             _mindspore_process(dict(spec, runtime="mindir", kernels="off"), tree), None))
         if not torch_python or work.get("small_input"):  # timm's GhostNet has no small-input setting
             continue
         torch_command = [torch_python, torch_side, "--workload", json.dumps(work), "--model", args.model, *common]

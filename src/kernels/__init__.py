@@ -9,7 +9,7 @@ from src.kernels.batch_norm import BatchNorm2d
 from src.kernels.build import KernelBuildError, kernels_usable
 from src.kernels.depthwise import DepthwiseConv2d
 from src.kernels.pointwise import PointwiseConv2d
-from src.kernels.tensor_list import AllFinite, fused_ema_update
+from src.kernels.tensor_list import AllFinite, fused_copy, fused_ema_update
 
 __all__ = ["AllFinite", "BatchNorm2d", "DepthwiseConv2d", "KernelBuildError", "PointwiseConv2d", "accelerate",
-           "fused_ema_update", "kernels_usable"]
+           "fused_copy", "fused_ema_update", "kernels_usable"]

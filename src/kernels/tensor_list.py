@@ -1,6 +1,6 @@
 """Whole-list tensor operations through the C++ kernels in tensor_list.cc on CPU (see that file for why): the
-finiteness check of every gradient and the EMA update of every parameter, one launch each instead of a few
-operators per tensor. Elsewhere, or when the kernels cannot be built, MindSpore's own operators.
+finiteness check of every gradient, the EMA update of every parameter and the copy of every BN statistic, one launch
+each instead of one or a few operators per tensor. Elsewhere, or when the kernels cannot be built, MindSpore's own operators.
 """
 import mindspore as ms
 import mindspore.nn as nn
@@ -33,3 +33,9 @@ def fused_ema_update():
     """None, or an op `(decay (1,), *averages, *values) -> decay` that sets each average to
     average + (value - average) * (1 - decay) in place (the averages must be Parameters; float32 only)."""
     return _list_op("ema_update") if kernels_usable() else None
+
+
+def fused_copy():
+    """None, or an op `(*destinations, *sources) -> (1,)` that copies each source into its destination in place
+    (the destinations must be Parameters; float32 only)."""
+    return _list_op("copy_into") if kernels_usable() else None
