@@ -21,20 +21,35 @@ struct Shape {
   int64_t count() const { return n * plane; }  // elements per channel
 };
 
+// moving * keep + batch * weight, rounded after each operation as MindSpore's Mul, Mul, Add are: never contracted
+// into a fused multiply-add, so the moving statistics stay bit for bit those of MindSpore's own update.
+__attribute__((noinline, optimize("fp-contract=off"))) float blend(float moving, float batch, float keep,
+                                                                   float weight) {
+  const float kept = moving * keep;
+  const float added = batch * weight;
+  return kept + added;
+}
+
 }  // namespace
 
 extern "C" {
 
-// params: x (N,C,H,W), gamma (C), beta (C) -> y (N,C,H,W), mean (C), invstd (C), unbiased variance (C)
+// params: x (N,C,H,W), gamma (C), beta (C), moving mean (C), moving variance (C), (keep, weight) (2)
+//         -> y (N,C,H,W), mean (C), invstd (C), unbiased variance (C).
+// Also updates the moving statistics in place: moving = moving * keep + batch * weight (one launch, where
+// MindSpore's Mul, Mul, Add and Assign per statistic were eight per BN layer).
 int BN_NAME(forward)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
   if (!ghost_kernels::all_float32(nparam, dtypes)) return 1;
   const auto *x = static_cast<const float *>(params[0]);
   const auto *gamma = static_cast<const float *>(params[1]);
   const auto *beta = static_cast<const float *>(params[2]);
-  auto *y = static_cast<float *>(params[3]);
-  auto *mean_out = static_cast<float *>(params[4]);
-  auto *invstd_out = static_cast<float *>(params[5]);
-  auto *var_out = static_cast<float *>(params[6]);
+  auto *moving_mean = static_cast<float *>(params[3]);
+  auto *moving_var = static_cast<float *>(params[4]);
+  const auto *factors = static_cast<const float *>(params[5]);
+  auto *y = static_cast<float *>(params[6]);
+  auto *mean_out = static_cast<float *>(params[7]);
+  auto *invstd_out = static_cast<float *>(params[8]);
+  auto *var_out = static_cast<float *>(params[9]);
   const Shape s(shapes[0]);
   ghost_kernels::parallel_for(s.c, s.n * s.c * s.plane, [&](int64_t first, int64_t last) {
     for (int64_t ch = first; ch < last; ++ch) {
@@ -56,6 +71,8 @@ int BN_NAME(forward)(int nparam, void **params, int *, int64_t **shapes, const c
       mean_out[ch] = static_cast<float>(mean);
       invstd_out[ch] = static_cast<float>(invstd);
       var_out[ch] = static_cast<float>(m > 1 ? var * m / (m - 1) : var);
+      moving_mean[ch] = blend(moving_mean[ch], mean_out[ch], factors[0], factors[1]);
+      moving_var[ch] = blend(moving_var[ch], var_out[ch], factors[0], factors[1]);
       const float scale = static_cast<float>(gamma[ch] * invstd);
       const float shift = static_cast<float>(beta[ch] - mean * gamma[ch] * invstd);
       for (int64_t b = 0; b < s.n; ++b) {

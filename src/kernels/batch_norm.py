@@ -7,25 +7,29 @@ devices, or when the kernels cannot be built, it is MindSpore's own BatchNorm.
 """
 import mindspore.nn as nn
 import mindspore.ops as ops
+import numpy as np
+from mindspore import Tensor
 
 from src.kernels.build import build_library, keep_float32, kernels_usable
 
 
 def _batch_norm_op(eps: float, relu: bool):
-    """Custom op (x, gamma, beta) -> (y, batch mean, batch 1/std, unbiased batch variance), with its gradient;
-    `relu`: y = relu(BN(x)) in the same pass."""
+    """Custom op (x, gamma, beta, moving mean, moving variance, (keep, weight)) -> (y, batch mean, batch 1/std,
+    unbiased batch variance), with its gradient; it also sets each moving statistic to moving * keep + batch *
+    weight in place (the moving statistics must be Parameters). `relu`: y = relu(BN(x)) in the same pass."""
     name = "bn_eps" + f"{eps:.0e}".replace("-", "m").replace("+", "p") + ("_relu" if relu else "")
     library = build_library("batch_norm.cc", name, {"BN_EPS": repr(float(eps)), "BN_RELU": int(relu),
                                                     "BN_NAME(fn)": f"{name}_##fn"})
 
-    def stats_like(x, gamma, _beta):
+    def stats_like(x, gamma, *_):
         return (x, gamma, gamma, gamma)
 
     backward = ops.Custom(f"{library}:{name}_backward", lambda x, gamma, _m, _s, _y, _dy: (x, gamma, gamma),
                           lambda x, gamma, _m, _s, _y, _dy: (x, gamma, gamma), func_type="aot")
 
-    def bprop(x, gamma, _beta, out, dout):
-        return backward(x, gamma, out[1], out[2], out[0], dout[0])
+    def bprop(x, gamma, _beta, moving_mean, moving_variance, factors, out, dout):
+        dx, dgamma, dbeta = backward(x, gamma, out[1], out[2], out[0], dout[0])
+        return dx, dgamma, dbeta, ops.zeros_like(moving_mean), ops.zeros_like(moving_variance), ops.zeros_like(factors)
 
     return ops.Custom(f"{library}:{name}_forward", stats_like, stats_like, func_type="aot", bprop=bprop)
 
@@ -41,17 +45,15 @@ class BatchNorm2d(nn.BatchNorm2d):
         super().__init__(num_features, eps=eps, momentum=momentum)
         self.relu = relu
         self.custom = _batch_norm_op(eps, relu) if kernels_usable() else None
+        # float32 as MindSpore rounds the Python scalars of `moving * (1 - m) + batch * m` (m: self.momentum)
+        self.blend_factors = Tensor(np.array([1.0 - self.momentum, self.momentum], np.float32))
 
     def construct(self, x):
         batch_statistics = self.training if self.use_batch_statistics is None else self.use_batch_statistics
         if self.custom is None or not batch_statistics or x.ndim != 4:
             y = super().construct(x)
             return ops.relu(y) if self.relu else y
-        y, mean, _, variance = self.custom(x, self.gamma, self.beta)
-        mean, variance = ops.stop_gradient(mean), ops.stop_gradient(variance)
-        keep = 1.0 - self.momentum  # self.momentum is MindSpore's op momentum, the weight of the batch
-        y = ops.depend(y, ops.assign(self.moving_mean, self.moving_mean * keep + mean * self.momentum))
-        return ops.depend(y, ops.assign(self.moving_variance, self.moving_variance * keep + variance * self.momentum))
+        return self.custom(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.blend_factors)[0]
 
     def add_flags_recursive(self, **flags):
         """Mixed precision leaves this cell in float32 when it runs the (float32) kernels."""
