@@ -62,6 +62,7 @@ from src.data import DatasetError, create_dataset, dataset_statistics, image_fil
 from src.device import setup_context  # noqa: E402
 
 COMPARE = "--compare"
+ENTRY_POINT = "visualize_features.py"  # the config keys it reads: src/config.py ENTRY_POINT_KEYS
 MAX_LISTED_LAYERS = 60  # an unknown --layer lists every valid name up to this many
 PAIR_COLOURS = plt.get_cmap("tab10").colors
 
@@ -82,7 +83,8 @@ class ModelSpec:
 
 def _parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=config_help())
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=config_help(ENTRY_POINT))
     parser.add_argument("--config", help="YAML config of the model (the one it was trained with)")
     parser.add_argument("--layer", help="cell name as in network.cells_and_names(), e.g. blocks.1.0.ghost1")
     source = parser.add_mutually_exclusive_group()
@@ -122,7 +124,7 @@ def parse_command_line(argv):
         raise VisualizeError("--pairs and --max_channels must be at least 0")
     if args.images < 1 or (args.images > 1 and args.index is None):
         raise VisualizeError("--images K needs --index N (images N .. N+K-1 of a dataset split) and K >= 1")
-    first_overrides = parse_overrides(rest)
+    first_overrides = parse_overrides(rest, ENTRY_POINT)
     specs = [ModelSpec(load_config(args.config, first_overrides), args.layer)]
     for segment in segments[1:]:
         seg, seg_rest = _segment_parser().parse_known_args(segment)
@@ -131,7 +133,7 @@ def parse_command_line(argv):
         if shared:
             raise VisualizeError(f"{shared[0].split('=')[0]} applies to every model: give it before the first "
                                  f"{COMPARE}")
-        overrides = parse_overrides(seg_rest)
+        overrides = parse_overrides(seg_rest, ENTRY_POINT)
         cfg = (load_config(seg.config, overrides) if seg.config
                else load_config(args.config, {**first_overrides, **overrides}))
         specs.append(ModelSpec(cfg, seg.layer or args.layer))

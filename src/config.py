@@ -146,6 +146,9 @@ ENTRY_POINT_KEYS = {
                                                      "ckpt_path", "mindir"},
     "export.py": _MODEL | _DEVICE | {"seed", "ckpt_path"},  # --image_size, --static_batch: flags of its own
     "predict.py": _MODEL | _DEVICE | _EVAL_INPUT | {"cpu_kernels", "ckpt_path"},  # --mindir: a flag of its own
+    "visualize_features.py": _MODEL | _DEVICE | _EVAL_INPUT | {"val_split", "batch_size", "eval_batch_size",
+                                                               "num_workers", "bad_images", "mode", "cpu_kernels",
+                                                               "output_dir", "ckpt_path"},
 }
 # What a user who typed a key of another entry point most likely meant.
 _INSTEAD = {("train.py", "ckpt_path"): "to start from weights use --pretrained; to continue a run --resume",

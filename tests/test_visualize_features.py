@@ -189,3 +189,11 @@ def test_unknown_layer_of_a_small_network_lists_every_name(tmp_path, image):
     with pytest.raises(VisualizeError, match="valid names: conv_stem, bn1, conv_head, bn2, dropout, classifier"):
         visualize_main(["--model", "tiny_net", "--dataset", "cifar10", "--in_channels", "3", "--image", image,
                         "--image_size", "32", "--layer", "conv", "--output_dir", str(tmp_path)])
+
+
+def test_a_key_visualize_features_does_not_read_is_an_error_naming_where_it_belongs(image):
+    from src.config import ConfigError
+    with pytest.raises(ConfigError, match="--lr is not a flag of visualize_features.py: it is read by train.py"):
+        visualize_main([*TINY, "--image", image, "--layer", LAYER, "--lr", "0.1"])
+    with pytest.raises(ConfigError, match="--epochs is not a flag of visualize_features.py"):
+        visualize_main([*TINY, "--image", image, "--layer", LAYER, "--compare", *TINY, "--epochs", "3"])
