@@ -91,9 +91,13 @@ def test_a_new_run_into_an_earlier_runs_checkpoints_is_refused_unless_replaced(t
     assert (run / "epoch_0002.ckpt").read_bytes() == before
     train.main(["--config", config, "--resume", "auto"])  # a finished run: nothing to do, nothing lost
     assert "2 of 2 epochs done" in capsys.readouterr().out
+    for report in ("eval_best_test.json", "eval_best_test.png"):  # validate.py's report of the old best.ckpt
+        (run / report).write_text("of the earlier run")
     train.main(["--config", config, "--epochs", "1", "--replace_run", "true"])
     assert sorted(p.name for p in run.glob("*.ckpt")) == ["best.ckpt", "epoch_0001.ckpt"]  # none of the old run
-    assert "replace_run: removed the earlier run's checkpoints" in capsys.readouterr().out
+    assert not list(run.glob("eval_*"))
+    assert ("replace_run: removed the earlier run's checkpoints and records and its 2 evaluation report file(s)"
+            in capsys.readouterr().out)
 
 
 def test_a_resume_names_every_changed_key_and_refuses_those_that_change_the_run(tmp_path, capsys):

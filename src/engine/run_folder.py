@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import glob
 import os
 import socket
 
@@ -12,6 +13,7 @@ from src.engine.run_state import RunCheckpoints
 
 LOCK_FILE = ".lock"
 RECORDS = ("metrics.json", "metrics.csv", "loss_curve.png", "accuracy_curve.png")  # beside the checkpoints
+EVAL_REPORTS = ("eval_*.json", "eval_*.png")  # validate.py's reports of the run's checkpoints
 # How this command runs, not what it trains: never compared.
 RUN_CONTROL = {"output_dir", "resume", "replace_run", "allow_changed_recipe"}
 # Keys whose change keeps a resumed run equal to an uninterrupted one with the new values: they decide when the
@@ -58,10 +60,13 @@ def claim(cfg):
                              f"--resume auto, or start afresh in a new --output_dir or with --replace_run true "
                              f"(its files are then replaced)")
     elif earlier:
-        for path in earlier + [os.path.join(cfg.output_dir, name) for name in RECORDS]:
+        reports = sorted(path for pattern in EVAL_REPORTS for path in glob.glob(os.path.join(cfg.output_dir, pattern)))
+        for path in earlier + [os.path.join(cfg.output_dir, name) for name in RECORDS] + reports:
             if os.path.isfile(path):
                 os.remove(path)
-        print(f"replace_run: removed the earlier run's checkpoints and records from {cfg.output_dir}", flush=True)
+        print(f"replace_run: removed the earlier run's checkpoints and records"
+              f"{f' and its {len(reports)} evaluation report file(s)' if reports else ''} from {cfg.output_dir}",
+              flush=True)
 
 
 def compare_recipes(cfg):
