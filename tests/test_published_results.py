@@ -185,6 +185,21 @@ def test_cpu_page_table_is_the_run_as_printed_and_its_record():
         assert figure == (f"{run['latency_ms']:.1f} ms" if "latency_ms" in run else f"{run['images_per_s']:.1f} img/s")
 
 
+def test_cpu_page_before_and_after_rows_are_their_record():
+    runs = {(r["workload"], r["runtime"]): r for r in
+            _json(os.path.join(RESULTS, "cpu_performance", "fewer_launches_rounds3_amd_epyc.json"))}
+    rows = _table_rows(_read(os.path.join(RESULTS, "cpu_performance.md")), "| workload | after: img/s, median of 3")
+    for workload in ("train_32", "train_224"):
+        after, before = runs[workload, "MindSpore graph"], runs[workload, "MindSpore graph [before: 6695ae4]"]
+
+        def cell(run):
+            rounds = ", ".join(f"{value:.0f}" if workload == "train_32" else f"{value:.1f}" for value in run["rounds"])
+            return f"{run['images_per_s']:.1f} ({rounds})"
+        assert rows[workload][:5] == [cell(after), cell(before), f"{after['images_per_s'] / before['images_per_s']:.2f}",
+                                      f"{after['compile_s']:.1f} / {before['compile_s']:.1f}",
+                                      f"{after['peak_rss_mib']:.0f} / {before['peak_rss_mib']:.0f}"], workload
+
+
 def test_cpu_page_profile_rows_are_the_profile_record():
     profiles = _json(PROFILE_RECORD)["profiles"]
     page = _read(os.path.join(RESULTS, "cpu_performance.md"))
