@@ -59,3 +59,26 @@ def test_the_profile_reads_the_profilers_operator_table_per_call(tmp_path):
         "Custom,470,94,27.95,0.0595,0.81\nConcat,160,32,1.2,0.0075,0.035\n")
     assert read_op_types(str(tmp_path), steps=5) == {"Custom": {"launches": 94.0, "ms": 5.59},
                                                      "Concat": {"launches": 32.0, "ms": 0.24}}
+
+
+def test_variants_add_mindspore_rows_with_one_of_its_own_options_changed():
+    import json
+
+    import pytest
+
+    from scripts.benchmarks.cpu_speed import jobs_of, parse_args
+    args = parse_args(["--workloads", "train_32", "infer_224", "--no-reference",
+                       "--variants", "jit_level=O1", "onednn_isa=AVX512_CORE"])
+    jobs = jobs_of(args, None, None)
+    labels = {(workload, label) for label, workload, _, _ in jobs}
+    assert ("train_32", "MindSpore graph [jit_level=O1]") in labels
+    assert ("infer_224", "MindSpore graph, BN folded [onednn_isa=AVX512_CORE]") in labels
+    assert ("infer_224", "MindSpore MINDIR (BN folded) [jit_level=O1]") in labels
+    assert len(jobs) == 3 * (1 + 3)  # default and two variants; train_32 one row, infer_224 three
+    for label, _, command, env in jobs:
+        spec = json.loads(command[command.index("--worker") + 1])
+        assert (spec.get("jit_level") == "O1") == label.endswith("[jit_level=O1]")
+        assert ((env or {}).get("ONEDNN_MAX_CPU_ISA") == "AVX512_CORE") == label.endswith("[onednn_isa=AVX512_CORE]")
+    for wrong in (["--variants", "jit_level"], ["--variants", "graph_kernel=1"]):
+        with pytest.raises(SystemExit):
+            parse_args(wrong)

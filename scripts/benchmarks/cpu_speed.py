@@ -6,6 +6,8 @@
     python scripts/benchmarks/cpu_speed.py --rounds 3             # every runtime 3 times, round-robin
     git worktree add /tmp/before HEAD~1 && python scripts/benchmarks/cpu_speed.py --no-reference --before /tmp/before
                                                                   # a change's before and after, in one run
+    python scripts/benchmarks/cpu_speed.py --variants jit_level=O1 onednn_isa=AVX512_CORE
+                                                                  # MindSpore's own CPU options beside its default
 
 Workloads: `infer_224` (batch 1, 3 x 224 x 224, 1000 classes: latency in graph mode of the network as trained and of
 its inference form, BN folded into the convs as export.py does (then, with the kernels, ReLUs into them), and of
@@ -67,9 +69,24 @@ def parse_args(argv=None):
     parser.add_argument("--before", metavar="TREE", default=None,
                         help="also measure every MindSpore row with the code in TREE (a git worktree of the commit "
                              "before a change), round-robin with this tree's: a change's before and after in one run")
+    parser.add_argument("--variants", nargs="+", default=[], metavar="KEY=VALUE", type=_variant,
+                        help="also measure every MindSpore row with one of MindSpore's own CPU options changed: "
+                             "jit_level=O0|O1 (O1: MindSpore's graph-kernel fusion, compiled by AKG) or "
+                             "onednn_isa=<ISA> (oneDNN's instruction-set cap, AVX2 here by default: src/runtime.py)")
     parser.add_argument("--json", help="also write the measurements to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one MindSpore measurement
     return parser.parse_args(argv)
+
+
+VARIANT_KEYS = ("jit_level", "onednn_isa")
+
+
+def _variant(text):
+    """'KEY=VALUE' -> (key, value), the key one of VARIANT_KEYS."""
+    key, sep, value = text.partition("=")
+    if not sep or key not in VARIANT_KEYS or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(VARIANT_KEYS)}")
+    return key, value
 
 
 # ---------------------------------------------------------------- MindSpore worker (one measurement per process)
@@ -91,6 +108,8 @@ def mindspore_call(spec):
 
     work = WORKLOADS[spec["workload"]]
     ms.set_context(mode=ms.GRAPH_MODE)
+    if "jit_level" in spec:
+        ms.set_context(jit_config={"jit_level": spec["jit_level"]})
     ms.set_seed(0)
     rng = np.random.default_rng(0)
     x = ms.Tensor(rng.standard_normal((work["batch"], work["channels"], work["size"], work["size"]))
@@ -126,6 +145,17 @@ def mindspore_call(spec):
 
 
 def mindspore_worker(spec):
+    if "jit_level" not in spec:
+        return _measure_mindspore(spec)
+    with tempfile.TemporaryDirectory(prefix="cpu_speed_") as scratch:  # graph-kernel fusion (AKG) writes its
+        os.chdir(scratch)                                                 # kernels into the working directory
+        try:
+            return _measure_mindspore(spec)
+        finally:
+            os.chdir(REPO)
+
+
+def _measure_mindspore(spec):
     call, result = mindspore_call(spec)
     if call is None:
         return result
@@ -166,21 +196,27 @@ def jobs_of(args, torch_python, onnx_dir):
     common = ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
     trees = [("", REPO)] + ([(f" [before: {_commit(args.before)}]", os.path.abspath(args.before))]
                             if args.before else [])
+    settings = [("", {}, None)] + [(f" [{key}={value}]", {key: value} if key == "jit_level" else {},
+                                    dict(os.environ, ONEDNN_MAX_CPU_ISA=value) if key == "onednn_isa" else None)
+                                   for key, value in args.variants]
     jobs = []
     for workload in args.workloads:
         work = WORKLOADS[workload]
         spec = dict(workload=workload, model=args.model, repeats=args.repeats, warmup=args.warmup)
         for tree_label, tree in trees:
-            for kernels in (("on", "off") if args.kernels == "both" else (args.kernels,)):
-                suffix = "" if args.kernels != "both" else ", custom kernels" if kernels == "on" else ", oneDNN only"
-                jobs.append((f"MindSpore graph{suffix}{tree_label}", workload,
-                             _mindspore_process(dict(spec, runtime="mindspore", kernels=kernels), tree), None))
+            for setting_label, setting, env in settings:
+                label, base = tree_label + setting_label, dict(spec, **setting)
+                for kernels in (("on", "off") if args.kernels == "both" else (args.kernels,)):
+                    suffix = ("" if args.kernels != "both" else
+                              ", custom kernels" if kernels == "on" else ", oneDNN only")
+                    jobs.append((f"MindSpore graph{suffix}{label}", workload,
+                                 _mindspore_process(dict(base, runtime="mindspore", kernels=kernels), tree), env))
+                    if not work["train"]:
+                        jobs.append((f"MindSpore graph, BN folded{suffix}{label}", workload,
+                                     _mindspore_process(dict(base, runtime="folded", kernels=kernels), tree), env))
                 if not work["train"]:
-                    jobs.append((f"MindSpore graph, BN folded{suffix}{tree_label}", workload,
-                                 _mindspore_process(dict(spec, runtime="folded", kernels=kernels), tree), None))
-            if not work["train"]:
-                jobs.append((f"MindSpore MINDIR (BN folded){tree_label}", workload,
-                             _mindspore_process(dict(spec, runtime="mindir", kernels="off"), tree), None))
+                    jobs.append((f"MindSpore MINDIR (BN folded){label}", workload,
+                                 _mindspore_process(dict(base, runtime="mindir", kernels="off"), tree), env))
         if not torch_python or work.get("small_input"):  # timm's GhostNet has no small-input setting
             continue
         torch_command = [torch_python, torch_side, "--workload", json.dumps(work), "--model", args.model, *common]
