@@ -61,6 +61,26 @@ def test_the_profile_reads_the_profilers_operator_table_per_call(tmp_path):
                                                      "Concat": {"launches": 32.0, "ms": 0.24}}
 
 
+def test_the_profile_splits_the_custom_kernels_by_the_cell_that_launched_them(tmp_path):
+    from scripts.benchmarks.profile_step import read_custom_kernels
+    folder = tmp_path / "vm_1_ascend_ms" / "FRAMEWORK"
+    folder.mkdir(parents=True)
+    header = "op_side,op_type,op_name,full_op_name,op_occurrences,op_total_time(ms),op_avg_time(ms)," \
+             "total_proportion,subgraph,pid\n"
+    block = "Default/network-GhostNet/blocks-SequentialCell/0-GhostBottleneck"
+    rows = [("Custom", f"Gradients/{block}/bn1-BatchNorm2d/Grad_Custom/Custom-op10", 2, 3.0),
+            ("Custom", f"Gradients/{block}/bn2-BatchNorm2d/Grad_Custom/Custom-op11", 2, 1.0),
+            ("Custom", f"{block}/bn1-BatchNorm2d/Custom-op3", 2, 1.5),
+            ("Custom", f"{block}/conv_dw-DepthwiseConv2d/Custom-op4", 2, 0.5),
+            ("Custom", "Default/Custom-op0", 2, 0.2),  # launched by the training step itself
+            ("MatMul", f"Gradients/{block}/conv-PointwiseConv2d/Grad_MatMul/MatMul-op2", 2, 9.0)]
+    (folder / "cpu_op_detail_info_0.csv").write_text(header + "".join(
+        f"Host,{kind},x,{name},{count},{ms},0,0,Default,1\n" for kind, name, count, ms in rows))
+    assert read_custom_kernels(str(tmp_path), steps=2) == {
+        "BatchNorm2d backward": {"launches": 2.0, "ms": 2.0}, "BatchNorm2d forward": {"launches": 1.0, "ms": 0.75},
+        "DepthwiseConv2d forward": {"launches": 1.0, "ms": 0.25}, "Default forward": {"launches": 1.0, "ms": 0.1}}
+
+
 def test_variants_add_mindspore_rows_with_one_of_its_own_options_changed():
     import json
 

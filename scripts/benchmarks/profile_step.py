@@ -7,7 +7,8 @@ outside them, for the workloads of scripts/benchmarks/cpu_speed.py.
 Each workload in a fresh process: the call cpu_speed.py times (a training step, or the batch-1 forward of the
 inference form), compiled and warmed up, timed without the profiler (median of `--repeats`), then `--steps` calls
 under MindSpore's profiler (mindspore.profiler.profile, CPU activity, after one warm-up step), whose per-operator-type
-table (launches, total time) is read back. "Outside kernels" is the unprofiled step time minus the kernels' time per
+table (launches, total time) is read back, and the src/kernels operators' time split by the cell type that launched
+them (forward or backward). "Outside kernels" is the unprofiled step time minus the kernels' time per
 step: graph launch, the runtime's scheduling of each operator, memory management, the copy of the result. The
 profiler itself slows each launch a little, so the kernels' share is an upper bound.
 """
@@ -50,6 +51,28 @@ def read_op_types(folder, steps) -> dict:
                                  "ms": float(row["total_compute_time"]) / steps} for row in csv.DictReader(f)}
 
 
+def read_custom_kernels(folder, steps) -> dict:
+    """{"<cell type> forward|backward": {launches, ms}} per step of the src/kernels operators (op type Custom), from
+    the profiler's per-operator CSV: each is named by the scope of the cell that runs it (its gradient's under
+    "Gradients/"), so the kernels' time splits by the cell type that launched it."""
+    found = glob.glob(os.path.join(folder, "**", "FRAMEWORK", "cpu_op_detail_info_*.csv"), recursive=True)
+    if len(found) != 1:
+        raise RuntimeError(f"expected one cpu_op_detail_info CSV under {folder}, found {found}")
+    kernels = {}
+    with open(found[0], encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["op_type"] != "Custom":
+                continue
+            cell = row["full_op_name"].split("/")[-2].rsplit("-", 1)[-1]  # "3-BatchNorm2d" -> BatchNorm2d
+            if cell.startswith("Grad_"):  # a gradient's scope: Gradients/.../3-BatchNorm2d/Grad_Custom/Custom-op10
+                cell = row["full_op_name"].split("/")[-3].rsplit("-", 1)[-1]
+            key = f"{cell} {'backward' if row['full_op_name'].startswith('Gradients/') else 'forward'}"
+            entry = kernels.setdefault(key, {"launches": 0.0, "ms": 0.0})
+            entry["launches"] += int(row["op_occurrences"]) / steps
+            entry["ms"] += float(row["op_total_time(ms)"]) / steps
+    return {key: {name: round(value, 2) for name, value in entry.items()} for key, entry in kernels.items()}
+
+
 def profile_worker(spec):
     import mindspore.profiler as msprof
 
@@ -65,6 +88,7 @@ def profile_worker(spec):
                 call()
                 profiler.step()
         ops = read_op_types(folder, spec["steps"])
+        result["custom_kernels_by_cell"] = read_custom_kernels(folder, spec["steps"])
     kernels_ms = sum(op["ms"] for op in ops.values())
     result.update(op_types=ops, kernels_ms=kernels_ms, launches=sum(op["launches"] for op in ops.values()),
                   outside_kernels_ms=result["step_ms"] - kernels_ms)
@@ -80,6 +104,12 @@ def table(workload, profile) -> str:
              "", "| operator type | launches per call | ms per call | share of kernel time |", "|---|---|---|---|"]
     lines += [f"| {name} | {op['launches']:.0f} | {op['ms']:.2f} | {op['ms'] / profile['kernels_ms']:.1%} |"
               for name, op in ops]
+    custom = sorted(profile.get("custom_kernels_by_cell", {}).items(), key=lambda item: -item[1]["ms"])
+    if custom:
+        lines += ["", "| Custom (src/kernels), by the cell that launched it | launches per call | ms per call "
+                      "| share of kernel time |", "|---|---|---|---|"]
+        lines += [f"| {name} | {op['launches']:.0f} | {op['ms']:.2f} | {op['ms'] / profile['kernels_ms']:.1%} |"
+                  for name, op in custom]
     return "\n".join(lines)
 
 
