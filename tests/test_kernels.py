@@ -89,9 +89,11 @@ def test_depthwise_kernels_run_under_mixed_precision(amp_level):
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
 def test_batch_norm_kernels_match_mindspore_batch_norm(graph, relu):
     """Training mode: output, gradients and the moving statistics' update; then eval mode (MindSpore's own op).
-    With `relu`, the fused kernel against MindSpore's BatchNorm followed by a ReLU."""
+    With `relu`, the fused kernel against MindSpore's BatchNorm followed by a ReLU. Shapes: planes along their
+    vectors with a rest, whole vectors, enough of them for the float lanes to be emptied into the double sums
+    within a channel; planes smaller than a vector as spans of channels, 1x1 and 2x3."""
     rng = np.random.default_rng(3)
-    for shape in [(4, 6, 5, 7), (16, 20, 8, 8), (3, 17, 1, 1)]:
+    for shape in [(4, 6, 5, 7), (16, 20, 8, 8), (2, 3, 64, 66), (3, 17, 1, 1), (5, 17, 2, 3)]:
         ours, reference = BatchNorm2d(shape[1], relu=relu), nn.BatchNorm2d(shape[1], eps=1e-5, momentum=0.9)
         assert ours.custom is not None
         for name in ("gamma", "beta", "moving_mean"):
