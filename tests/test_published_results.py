@@ -284,3 +284,7 @@ def test_readme_generations_row_quotes_the_records():
         assert f"`{tag}` {summary['mean']:.2f}{spread} (n={summary['n']})" in row, tag
     for claim in comparison["claims"]:
         assert claim["verdict"] in row, claim["text"]
+        if claim["difference"] is not None and claim["se"] is not None:
+            assert f"{claim['difference']:+.2f} ± {claim['se']:.2f}, {claim['verdict']}" in row, claim["text"]
+    if comparison["teacher"] is not None:
+        assert f"from a {comparison['teacher']['top1_last']:.2f}% teacher" in row
