@@ -124,7 +124,7 @@ def test_readme_main_job_pipeline_and_cpu_figures_are_their_records():
     assert f"| ours | {ours:.0f} |" in _read(os.path.join(RESULTS, "data_pipeline.md"))
 
 
-CPU_RECORD = os.path.join(RESULTS, "cpu_performance", "pytorch_settings_amd_epyc.json")
+CPU_RECORD = os.path.join(RESULTS, "cpu_performance", "bn_vector_sums_rounds3_amd_epyc.json")
 PROFILE_RECORD = os.path.join(RESULTS, "cpu_performance", "profile_amd_epyc.json")
 CPU_ROWS = {  # README's CPU table: row -> (workload, this repo's runtime in the record)
     "inference bs 1 @224 (inference form)": ("infer_224", "MindSpore graph, BN folded"),
@@ -174,23 +174,27 @@ def test_readme_cpu_table_rows_are_their_record_against_pytorch_at_its_best():
             f"its {profile['launches']:.0f} kernel launches" in serving.replace("\n", " "))
 
 
-def test_cpu_page_table_is_the_run_as_printed_and_its_record():
-    printed = _read(os.path.join(RESULTS, "cpu_performance", "pytorch_settings_amd_epyc.txt"))
+@pytest.mark.parametrize("record", ["pytorch_settings_amd_epyc", "bn_vector_sums_rounds3_amd_epyc"])
+def test_cpu_page_table_is_the_run_as_printed_and_its_record(record):
+    printed = _read(os.path.join(RESULTS, "cpu_performance", f"{record}.txt"))
     table_lines = [line for line in printed.split("\n") if line.startswith("|")]
     assert "\n".join(table_lines) in _read(os.path.join(RESULTS, "cpu_performance.md"))
-    runs = {(r["workload"], r["runtime"]): r for r in _json(CPU_RECORD)}
+    runs = {(r["workload"], r["runtime"]): r for r in _json(os.path.join(RESULTS, "cpu_performance", f"{record}.json"))}
     for line in table_lines[2:]:
         workload, runtime, figure = [cell.strip() for cell in line.strip("|").split("|")][:3]
         run = runs[workload, runtime]
         assert figure == (f"{run['latency_ms']:.1f} ms" if "latency_ms" in run else f"{run['images_per_s']:.1f} img/s")
 
 
-def test_cpu_page_before_and_after_rows_are_their_record():
+@pytest.mark.parametrize("record,before_commit,header", [
+    ("fewer_launches_rounds3_amd_epyc", "6695ae4", "| workload | after: img/s, median of 3"),
+    ("bn_vector_sums_rounds3_amd_epyc", "404b656", "| workload | with vector sums: img/s, median of 3")])
+def test_cpu_page_before_and_after_rows_are_their_record(record, before_commit, header):
     runs = {(r["workload"], r["runtime"]): r for r in
-            _json(os.path.join(RESULTS, "cpu_performance", "fewer_launches_rounds3_amd_epyc.json"))}
-    rows = _table_rows(_read(os.path.join(RESULTS, "cpu_performance.md")), "| workload | after: img/s, median of 3")
+            _json(os.path.join(RESULTS, "cpu_performance", f"{record}.json"))}
+    rows = _table_rows(_read(os.path.join(RESULTS, "cpu_performance.md")), header)
     for workload in ("train_32", "train_224"):
-        after, before = runs[workload, "MindSpore graph"], runs[workload, "MindSpore graph [before: 6695ae4]"]
+        after, before = runs[workload, "MindSpore graph"], runs[workload, f"MindSpore graph [before: {before_commit}]"]
 
         def cell(run):
             rounds = ", ".join(f"{value:.0f}" if workload == "train_32" else f"{value:.1f}" for value in run["rounds"])
@@ -210,6 +214,13 @@ def test_cpu_page_profile_rows_are_the_profile_record():
         assert rows[label][:4] == [f"{p['step_ms']:.1f}", f"{p['kernels_ms']:.1f} ms", f"{p['launches']:.0f}",
                                    f"{p['outside_kernels_ms']:.1f} ms ({p['outside_kernels_ms'] / p['step_ms']:.0%}), "
                                    f"{1e3 * p['outside_kernels_ms'] / p['launches']:.0f} us per launch"], label
+
+
+def test_cpu_page_kernel_split_rows_are_the_profile_record():
+    profiles = _json(os.path.join(RESULTS, "cpu_performance", "profile_bn_vector_sums_amd_epyc.json"))["profiles"]
+    rows = _table_rows(_read(os.path.join(RESULTS, "cpu_performance.md")), "| src/kernels, by cell (ms per call) |")
+    assert rows and all(rows[cell] == [f"{profiles[w]['custom_kernels_by_cell'][cell]['ms']:.2f}"
+                                       for w in ("train_32", "train_224")] for cell in rows), rows
 
 
 GENERATIONS = os.path.join(RESULTS, "ghostnet_generations_fashion_mnist")
