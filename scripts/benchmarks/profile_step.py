@@ -17,6 +17,7 @@ import csv
 import glob
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -37,6 +38,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=5, help="profiled calls")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls without the profiler")
     parser.add_argument("--json", help="also write the profiles to this file")
+    parser.add_argument("--keep_trace", metavar="DIR",
+                        help="keep each workload's per-operator CSV (every launch's scope, shapes and time) in DIR")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one workload
     return parser.parse_args(argv)
 
@@ -89,6 +92,10 @@ def profile_worker(spec):
                 profiler.step()
         ops = read_op_types(folder, spec["steps"])
         result["custom_kernels_by_cell"] = read_custom_kernels(folder, spec["steps"])
+        if spec.get("keep_trace"):
+            os.makedirs(spec["keep_trace"], exist_ok=True)
+            detail, = glob.glob(os.path.join(folder, "**", "FRAMEWORK", "cpu_op_detail_info_*.csv"), recursive=True)
+            shutil.copyfile(detail, os.path.join(spec["keep_trace"], f"{spec['workload']}_op_detail.csv"))
     kernels_ms = sum(op["ms"] for op in ops.values())
     result.update(op_types=ops, kernels_ms=kernels_ms, launches=sum(op["launches"] for op in ops.values()),
                   outside_kernels_ms=result["step_ms"] - kernels_ms)
@@ -121,7 +128,7 @@ def main(argv=None):
     profiles = {}
     for workload in args.workloads:
         spec = dict(workload=workload, model=args.model, kernels=args.kernels, steps=args.steps,
-                    repeats=args.repeats)
+                    repeats=args.repeats, keep_trace=args.keep_trace and os.path.abspath(args.keep_trace))
         profiles[workload] = harness.measure_in_process(
             [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)])
         if "error" in profiles[workload]:
