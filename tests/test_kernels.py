@@ -18,8 +18,9 @@ import mindspore.nn as nn
 from src.config import Config
 from src.configured_model import for_this_device
 from src.deploy import prepare_for_inference
-from src.kernels import (AllFinite, BatchNorm2d, DepthwiseConv2d, PointwiseConv2d, accelerate, build, fused_copy,
-                         kernels_usable)
+from src.kernels import (AllFinite, BatchNorm2d, DepthwiseConv2d, PointwiseConv2d, StemConv2d, accelerate, build,
+                         fused_copy, kernels_usable)
+from src.kernels.depthwise import STEM_MAX_CHANNELS
 from src.kernels.matmul import MatMulGlobalAvgPool, MatMulScaleChannels
 from src.models import create_model
 from src.models.ghostnet import BlockSpec, GhostNet
@@ -53,27 +54,41 @@ def _forward_and_grads(net, x, upstream, graph):
     return [net(x).asnumpy(), grad_x.asnumpy()] + [g.asnumpy() for g in grad_params]
 
 
+def _kernel_conv_cases(kind, **options):
+    """(ours, reference conv, input shape) over GEOMETRIES: depthwise convs, or stem convs of 1-4 input channels
+    (and output channel counts around the 16 vector lanes). `options`: has_bias, relu."""
+    for index, (kernel, stride, padding, channels, size) in enumerate(GEOMETRIES):
+        if kind == "depthwise":
+            ours = DepthwiseConv2d(channels, kernel, stride, padding, **options)
+            inputs, outputs, group = channels, channels, channels
+        else:
+            inputs, outputs, group = index % STEM_MAX_CHANNELS + 1, channels, 1
+            ours = StemConv2d(inputs, outputs, kernel, stride, padding, **options)
+        reference = nn.Conv2d(inputs, outputs, kernel, stride=stride, pad_mode="pad", padding=padding, group=group,
+                              has_bias=options.get("has_bias", False))
+        yield ours, reference, (3, inputs, *size)
+
+
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
 @pytest.mark.parametrize("bias", [False, True], ids=["", "bias"])
-def test_depthwise_kernels_match_mindspore_conv_forward_and_backward(graph, bias):
+@pytest.mark.parametrize("kind", ["depthwise", "stem"])
+def test_conv_kernels_match_mindspore_conv_forward_and_backward(kind, graph, bias):
     rng = np.random.default_rng(0)
-    for kernel, stride, padding, channels, (height, width) in GEOMETRIES:
-        ours = DepthwiseConv2d(channels, kernel, stride, padding, has_bias=bias)
+    for ours, reference, shape in _kernel_conv_cases(kind, has_bias=bias):
         assert ours.custom is not None
-        reference = nn.Conv2d(channels, channels, kernel, stride=stride, pad_mode="pad", padding=padding,
-                              group=channels, has_bias=bias)
         reference.weight.set_data(ours.weight.data.copy())
         if bias:
-            ours.bias.set_data(ms.Tensor(rng.standard_normal(channels).astype(np.float32)))
+            ours.bias.set_data(ms.Tensor(rng.standard_normal(ours.out_channels).astype(np.float32)))
             reference.bias.set_data(ours.bias.data.copy())
-        x = ms.Tensor(rng.standard_normal((3, channels, height, width)).astype(np.float32))
+        x = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
         upstream = ms.Tensor(rng.standard_normal(reference(x).shape).astype(np.float32))
         got = _forward_and_grads(ours, x, upstream, graph)
         want = _forward_and_grads(reference, x, upstream, graph)
         for name, a, b in zip(["output", "input grad", "weight grad", "bias grad"], got, want):
-            assert a.shape == b.shape, (kernel, stride, name)
+            assert a.shape == b.shape, (shape, ours.kernel_size, ours.stride, name)
             scale = max(1.0, float(np.abs(b).max()))
-            assert np.abs(a - b).max() <= 1e-5 * scale, (kernel, stride, channels, name, np.abs(a - b).max())
+            assert np.abs(a - b).max() <= 1e-5 * scale, (shape, ours.kernel_size, ours.stride, name,
+                                                         np.abs(a - b).max())
 
 
 @pytest.mark.parametrize("amp_level", ["O2", "O3"])
@@ -128,10 +143,8 @@ def test_inference_kernels_apply_bias_and_the_relu_after_it(graph):
     for relu in (False, True):
         cases = [(PointwiseConv2d(i, o, has_bias=True, relu=relu), nn.Conv2d(i, o, 1, has_bias=True), (n, i, h, w))
                  for n, i, o, h, w in POINTWISE_SHAPES]
-        for kernel, stride, padding, channels, size in GEOMETRIES:
-            cases.append((DepthwiseConv2d(channels, kernel, stride, padding, has_bias=True, relu=relu),
-                          nn.Conv2d(channels, channels, kernel, stride=stride, pad_mode="pad", padding=padding,
-                                    group=channels, has_bias=True), (2, channels, *size)))
+        for kind in ("depthwise", "stem"):
+            cases += _kernel_conv_cases(kind, has_bias=True, relu=relu)
         for ours, reference, shape in cases:
             assert ours.inference_bias is not None
             reference.weight.set_data(ours.weight.data.copy())
@@ -266,8 +279,8 @@ def _relative_error(got, want):
 @pytest.mark.parametrize("build,graph", [case[1:] for case in PASS_CASES],
                          ids=[f"{name}-{'graph' if graph else 'pynative'}" for name, _, graph in PASS_CASES])
 def test_accelerated_network_computes_what_the_plain_one_does(build, graph):
-    """Same parameter names and shapes, every depthwise conv and BN swapped; the same outputs and gradients in eval
-    and training mode, and the same BN statistics updates.
+    """Same parameter names and shapes, every depthwise and stem conv and BN swapped; the same outputs and gradients
+    in eval and training mode, and the same BN statistics updates.
 
     Outputs and statistics agree to float rounding. Gradients only loosely, each kernel's being checked tightly
     above: where rounding moves a pre-activation across zero, a ReLU passes a gradient in one network and not the
@@ -275,8 +288,8 @@ def test_accelerated_network_computes_what_the_plain_one_does(build, graph):
     the gradient norm after MobileNetV2's 52 BNs); so training-mode gradients are compared as a whole."""
     plain, fast = _twins(build)
     assert [(p.name, p.shape) for p in fast.get_parameters()] == [(p.name, p.shape) for p in plain.get_parameters()]
-    assert not [cell_name for cell_name, cell in fast.cells_and_names()
-                if type(cell) is nn.BatchNorm2d or type(cell) is nn.Conv2d and cell.group == cell.in_channels > 1]
+    assert not [cell_name for cell_name, cell in fast.cells_and_names() if type(cell) is nn.BatchNorm2d or type(cell)
+                is nn.Conv2d and (cell.group == cell.in_channels > 1 or cell.in_channels <= STEM_MAX_CHANNELS)]
     rng = np.random.default_rng(1)
     x = ms.Tensor(rng.standard_normal((16, 1, 32, 32)).astype(np.float32))
     upstream = ms.Tensor(rng.standard_normal((16, 10)).astype(np.float32))
@@ -313,8 +326,7 @@ def test_inference_form_runs_relus_inside_the_convs_and_recompiles():
             "blocks.3.0.se.conv_reduce", "conv_head"} <= with_relu
     assert type(cells["blocks.3.0.se.act1"]) is nn.Identity and type(cells["blocks.3.0.se.pool"]) is MatMulGlobalAvgPool
     assert "blocks.0.0.ghost2.primary_conv.0" not in with_relu  # the second Ghost module has no activation
-    # the stem is a plain 3x3 conv: its ReLU stays a cell
-    assert type(cells["conv_stem"]) is nn.Conv2d and type(cells["act1"]) is nn.ReLU
+    assert cells["conv_stem"].relu is True and type(cells["act1"]) is nn.Identity  # the stem kernel's ReLU
 
 
 def test_the_pass_follows_the_config():

@@ -118,11 +118,19 @@ struct PhasedPlane {
   }
 };
 
-PhasedPlane phase_split(const float *src, const Geometry &g, int64_t vectors, std::vector<float> &storage) {
-  // Wide enough for every input column and for every tap's vector load (whole vectors past the last output).
-  const int64_t cols = std::max<int64_t>(vectors * VEC + (KW - 1) / SW, (g.wp + SW - 1) / SW);
+// Row length of a phase of the plane copy: wide enough for every input column and for every tap's vector load
+// (whole vectors past the last output).
+int64_t phase_cols(const Geometry &g, int64_t vectors) {
+  return std::max<int64_t>(vectors * VEC + (KW - 1) / SW, (g.wp + SW - 1) / SW);
+}
+
+// Floats of one phase-split plane copy.
+int64_t phased_size(const Geometry &g, int64_t vectors) { return SW * g.hp * phase_cols(g, vectors); }
+
+// The phase-split copy of the plane at `src` into `buf` (phased_size floats).
+PhasedPlane phase_split(const float *src, const Geometry &g, int64_t vectors, float *buf) {
+  const int64_t cols = phase_cols(g, vectors);
   const int64_t plane = g.hp * cols;
-  float *buf = scratch(storage, SW * plane);
   std::memset(buf, 0, sizeof(float) * SW * plane);
   for (int s = 0; s < SW; ++s) {
     const int64_t first = ((s - PW) % SW + SW) % SW;  // first input column landing in phase s
@@ -133,6 +141,10 @@ PhasedPlane phase_split(const float *src, const Geometry &g, int64_t vectors, st
     }
   }
   return {buf, cols, plane};
+}
+
+PhasedPlane phase_split(const float *src, const Geometry &g, int64_t vectors, std::vector<float> &storage) {
+  return phase_split(src, g, vectors, scratch(storage, phased_size(g, vectors)));
 }
 
 template <bool RELU>
@@ -276,6 +288,127 @@ void weight_grad_plane(const float *x, const float *dy, float *dw, int64_t chann
   }
 }
 
+// Dense convs with few input channels (a network's stem: 1 or 3 of them), on the same plane copies: each input
+// plane is split once per image, and every output channel sums its taps over all of them, a vector of output
+// pixels at a time. oneDNN runs such a conv well only under src/runtime.py's AVX2 cap (with AVX-512 it takes its
+// reference kernel on NCHW), and the cap also holds back the 1x1 convs, which with the stem here no longer need it.
+// x (N, C, H, W), w (O, C, KH, KW), y / dy (N, O, OH, OW).
+
+// The phase-split copies of image `image`'s C planes into `buf` (C * phased_size floats), one PhasedPlane each.
+void split_image(const float *x, int64_t image, const Geometry &g, int64_t vectors, float *buf, PhasedPlane *planes) {
+  const int64_t size = phased_size(g, vectors);
+  for (int64_t c = 0; c < g.c; ++c)
+    planes[c] = phase_split(x + (image * g.c + c) * g.in_plane(), g, vectors, buf + c * size);
+}
+
+template <bool RELU>
+void dense_forward_image(const float *x, const float *w, const float *bias, float *y, int64_t image,
+                         int64_t o_first, int64_t o_last, int64_t outputs, const Geometry &g) {
+  const int64_t vectors = (g.ow + VEC - 1) / VEC;
+  thread_local std::vector<float> in_buffer, row_buffer;
+  thread_local std::vector<PhasedPlane> planes;
+  planes.resize(g.c);
+  split_image(x, image, g, vectors, scratch(in_buffer, g.c * phased_size(g, vectors)), planes.data());
+  float *row = scratch(row_buffer, vectors * VEC);
+  for (int64_t o = o_first; o < o_last; ++o) {
+    const float *taps = w + o * g.c * TAPS;
+    const vec start = vec{} + (bias != nullptr ? bias[o] : 0.0f);
+    float *out = y + (image * outputs + o) * g.out_plane();
+    for (int64_t oy = 0; oy < g.oh; ++oy, out += g.ow) {
+      for (int64_t v = 0; v < vectors; ++v) {
+        vec acc = start;
+        for (int64_t c = 0; c < g.c; ++c)
+          for (int ky = 0; ky < KH; ++ky)
+            for (int kx = 0; kx < KW; ++kx)
+              acc += taps[c * TAPS + ky * KW + kx] *
+                     *reinterpret_cast<const vec *>(planes[c].tap(oy, ky, kx) + v * VEC);
+        if (RELU) acc = acc > vec{} ? acc : vec{};
+        *reinterpret_cast<vec *>(row + v * VEC) = acc;
+      }
+      std::memcpy(out, row, sizeof(float) * g.ow);
+    }
+  }
+}
+
+template <bool RELU>
+int dense_forward(int nparam, void **params, int64_t **shapes, const char **dtypes, bool has_bias) {
+  if (!ghost_kernels::all_float32(nparam, dtypes)) return 1;
+  const auto *x = static_cast<const float *>(params[0]);
+  const auto *w = static_cast<const float *>(params[1]);
+  const auto *bias = has_bias ? static_cast<const float *>(params[2]) : nullptr;
+  auto *y = static_cast<float *>(params[has_bias ? 3 : 2]);
+  const Geometry g(shapes[0], shapes[has_bias ? 3 : 2]);
+  const int64_t outputs = shapes[1][0];
+  // A task is an image (its planes split once for all outputs), or a few outputs of it in small batches.
+  const int64_t blocks = g.n >= 4 ? 1 : (outputs + 3) / 4;
+  parallel_for(g.n * blocks, g.n * outputs * g.c * g.out_plane() * TAPS, [&](int64_t first, int64_t last) {
+    for (int64_t task = first; task < last; ++task) {
+      const int64_t block = task % blocks, o_first = block * outputs / blocks, o_last = (block + 1) * outputs / blocks;
+      dense_forward_image<RELU>(x, w, bias, y, task / blocks, o_first, o_last, outputs, g);
+    }
+  });
+  return 0;
+}
+
+// sums (O, C, TAPS) += the kernel gradient over images [first, last): per image and output channel, each output
+// row of dy (zero past its end) multiplies the tap-shifted input vectors of every plane.
+void dense_weight_grad_images(const float *x, const float *dy, int64_t outputs, int64_t first, int64_t last,
+                              const Geometry &g, double *sums) {
+  const int64_t vectors = (g.ow + VEC - 1) / VEC;
+  thread_local std::vector<float> in_buffer, row_buffer, acc_buffer;
+  thread_local std::vector<PhasedPlane> planes;
+  planes.resize(g.c);
+  float *buf = scratch(in_buffer, g.c * phased_size(g, vectors));
+  float *row = scratch(row_buffer, vectors * VEC);
+  std::memset(row, 0, sizeof(float) * vectors * VEC);
+  vec *acc = reinterpret_cast<vec *>(scratch(acc_buffer, g.c * TAPS * VEC));
+  for (int64_t image = first; image < last; ++image) {
+    split_image(x, image, g, vectors, buf, planes.data());
+    for (int64_t o = 0; o < outputs; ++o) {
+      std::fill(acc, acc + g.c * TAPS, vec{});
+      const float *grad = dy + (image * outputs + o) * g.out_plane();
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        std::memcpy(row, grad + oy * g.ow, sizeof(float) * g.ow);
+        for (int64_t v = 0; v < vectors; ++v) {
+          const vec d = *reinterpret_cast<const vec *>(row + v * VEC);
+          for (int64_t c = 0; c < g.c; ++c)
+            for (int ky = 0; ky < KH; ++ky)
+              for (int kx = 0; kx < KW; ++kx)
+                acc[c * TAPS + ky * KW + kx] += d * *reinterpret_cast<const vec *>(planes[c].tap(oy, ky, kx) + v * VEC);
+        }
+      }
+      for (int64_t t = 0; t < g.c * TAPS; ++t) {
+        float sum = 0.0f;
+        for (int l = 0; l < VEC; ++l) sum += acc[t][l];
+        sums[o * g.c * TAPS + t] += sum;
+      }
+    }
+  }
+}
+
+// dx (N, C, H, W) = the transposed conv of dy, gathered per input pixel. Plain loops: a stem's input gradient is
+// not computed in training (the input is data), so this runs only when a caller asks for it (a saliency map).
+void dense_input_grad_plane(const float *w, const float *dy, float *dx, int64_t outputs, int64_t image, int64_t c,
+                            const Geometry &g) {
+  float *out = dx + (image * g.c + c) * g.in_plane();
+  for (int64_t iy = 0; iy < g.h; ++iy)
+    for (int64_t ix = 0; ix < g.w; ++ix) {
+      float acc = 0.0f;
+      for (int ky = 0; ky < KH; ++ky) {
+        const int64_t ty = iy + PH - ky;
+        if (ty < 0 || ty % SH != 0 || ty / SH >= g.oh) continue;
+        for (int kx = 0; kx < KW; ++kx) {
+          const int64_t tx = ix + PW - kx;
+          if (tx < 0 || tx % SW != 0 || tx / SW >= g.ow) continue;
+          for (int64_t o = 0; o < outputs; ++o)
+            acc += w[(o * g.c + c) * TAPS + ky * KW + kx] *
+                   dy[(image * outputs + o) * g.out_plane() + ty / SH * g.ow + tx / SW];
+        }
+      }
+      out[iy * g.w + ix] = acc;
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -348,6 +481,63 @@ int DW_NAME(weight_grad)(int nparam, void **params, int *, int64_t **shapes, con
     float sum = 0.0f;
     for (int64_t group = 0; group < groups; ++group) sum += partial[group * g.c * TAPS + i];
     dw[i] = sum;
+  }
+  return 0;
+}
+
+// Dense convs with few input channels. params: x (N,C,H,W), w (O,C,KH,KW) -> y (N,O,OH,OW)
+int DW_NAME(dense_forward)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
+  return dense_forward<false>(nparam, params, shapes, dtypes, false);
+}
+
+// Inference (a BN-folded conv): params x, w, b (O) -> y, with the ReLU that follows it in the _relu variant.
+int DW_NAME(dense_forward_bias)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *,
+                                void *) {
+  return dense_forward<false>(nparam, params, shapes, dtypes, true);
+}
+
+int DW_NAME(dense_forward_bias_relu)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *,
+                                     void *) {
+  return dense_forward<true>(nparam, params, shapes, dtypes, true);
+}
+
+// params: x (only its shape is read), w, dy (N,O,OH,OW) -> dx (N,C,H,W)
+int DW_NAME(dense_input_grad)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *,
+                              void *) {
+  if (!ghost_kernels::all_float32(nparam, dtypes)) return 1;
+  const auto *w = static_cast<const float *>(params[1]);
+  const auto *dy = static_cast<const float *>(params[2]);
+  auto *dx = static_cast<float *>(params[3]);
+  const Geometry g(shapes[0], shapes[2]);
+  const int64_t outputs = shapes[1][0];
+  parallel_for(g.n * g.c, g.n * g.c * g.in_plane() * outputs * TAPS, [&](int64_t first, int64_t last) {
+    for (int64_t plane = first; plane < last; ++plane)
+      dense_input_grad_plane(w, dy, dx, outputs, plane / g.c, plane % g.c, g);
+  });
+  return 0;
+}
+
+// params: x, w (only its shape is read), dy -> dw (O,C,KH,KW): the batch in fixed groups added in order, as the
+// depthwise weight gradient does, so the result does not depend on the thread count.
+int DW_NAME(dense_weight_grad)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *,
+                               void *) {
+  if (!ghost_kernels::all_float32(nparam, dtypes)) return 1;
+  const auto *x = static_cast<const float *>(params[0]);
+  const auto *dy = static_cast<const float *>(params[2]);
+  auto *dw = static_cast<float *>(params[3]);
+  const Geometry g(shapes[0], shapes[2]);
+  const int64_t outputs = shapes[1][0], size = outputs * g.c * TAPS;
+  const int64_t groups = std::min(g.n, WEIGHT_GRAD_GROUPS);
+  std::vector<double> partial(groups * size, 0.0);
+  parallel_for(groups, g.n * size * g.out_plane(), [&](int64_t first, int64_t last) {
+    for (int64_t group = first; group < last; ++group)
+      dense_weight_grad_images(x, dy, outputs, group * g.n / groups, (group + 1) * g.n / groups, g,
+                               partial.data() + group * size);
+  });
+  for (int64_t i = 0; i < size; ++i) {
+    double sum = 0.0;
+    for (int64_t group = 0; group < groups; ++group) sum += partial[group * size + i];
+    dw[i] = static_cast<float>(sum);
   }
   return 0;
 }

@@ -1,6 +1,7 @@
 """The CPU speed-up pass: `accelerate(net, sample)` swaps a built network's MindSpore cells for their CPU forms
-in place (src/surgery.py), recognising them by type: depthwise and 1x1 stride-1 `nn.Conv2d`, `nn.BatchNorm2d`,
-`src.models.GlobalAvgPool` / `ScaleChannels`, and a ReLU that alone reads one of those outputs (fused into it).
+in place (src/surgery.py), recognising them by type: depthwise, 1x1 stride-1 and few-input-channel (stem)
+`nn.Conv2d`, `nn.BatchNorm2d`, `src.models.GlobalAvgPool` / `ScaleChannels`, and a ReLU that alone reads one of those
+outputs (fused into it).
 
 Each form subclasses the cell it replaces, computes its function and takes over its Parameter objects, so names,
 values, checkpoints and the random initialisation stay the plain model's: run it before building the optimizer.
@@ -8,7 +9,7 @@ values, checkpoints and the random initialisation stay the plain model's: run it
 import mindspore.nn as nn
 
 from src.kernels.batch_norm import BatchNorm2d
-from src.kernels.depthwise import DepthwiseConv2d
+from src.kernels.depthwise import STEM_MAX_CHANNELS, DepthwiseConv2d, StemConv2d
 from src.kernels.matmul import MatMulGlobalAvgPool, MatMulScaleChannels
 from src.kernels.pointwise import PointwiseConv2d
 from src.models import GlobalAvgPool, ScaleChannels
@@ -62,6 +63,9 @@ def _fast_form(cell, relu):
     one_by_one = tuple(cell.kernel_size) == (1, 1) and tuple(cell.stride) == (1, 1)
     if cell.group == 1 and one_by_one and padding in (0, (0,) * 4):
         return PointwiseConv2d(cell.in_channels, cell.out_channels, cell.has_bias, relu, **_NO_INIT)
+    if cell.group == 1 and cell.in_channels <= STEM_MAX_CHANNELS and padding is not None:
+        return StemConv2d(cell.in_channels, cell.out_channels, cell.kernel_size, cell.stride, padding, cell.has_bias,
+                          relu, **_NO_INIT)
     return None
 
 
