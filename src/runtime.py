@@ -1,6 +1,4 @@
-"""Process-level set-up: this CPU's ISA flags, and oneDNN's ISA cap (set before mindspore is imported, lifted
-before oneDNN's first primitive when the CPU kernels leave oneDNN only 1x1 convs)."""
-import ctypes
+"""Process-level set-up that must run before mindspore is imported: this CPU's ISA flags and oneDNN's ISA cap."""
 import os
 
 
@@ -25,10 +23,6 @@ def cpu_model() -> str:
         return "unknown CPU"
 
 
-_ONEDNN_ISA = {"capped": False, "lifted": False}
-_DNNL_CPU_ISA_AVX512_CORE = 0x27  # oneDNN's dnnl_cpu_isa_avx512_core
-
-
 def cap_onednn_isa():
     """Cap oneDNN at AVX2 on AVX-512 CPUs unless the user chose an ISA (ONEDNN_MAX_CPU_ISA, read when oneDNN starts).
 
@@ -39,24 +33,3 @@ def cap_onednn_isa():
         return
     if "avx512f" in cpu_flags():
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-        _ONEDNN_ISA["capped"] = True
-
-
-def lift_onednn_isa_cap() -> bool:
-    """Lift the cap that cap_onednn_isa set, to AVX-512 (oneDNN's 1x1 convs and their gradients ran 1.2-1.8x faster
-    with it: docs/results/cpu_performance.md), for a process whose oneDNN convs are all 1x1: src/kernels.accelerate
-    calls it when its kernels take every other conv. Whether oneDNN now runs uncapped: never where the user chose
-    an ISA, and only before oneDNN's first primitive, which fixes the ISA for the whole process."""
-    if _ONEDNN_ISA["capped"] and not _ONEDNN_ISA["lifted"]:
-        import mindspore
-        try:
-            dnnl = ctypes.CDLL(os.path.join(os.path.dirname(mindspore.__file__), "lib", "libdnnl.so.3"))
-        except OSError:
-            return False
-        _ONEDNN_ISA["lifted"] = dnnl.dnnl_set_max_cpu_isa(_DNNL_CPU_ISA_AVX512_CORE) == 0
-    return _ONEDNN_ISA["lifted"]
-
-
-def onednn_isa_lifted() -> bool:
-    """Whether lift_onednn_isa_cap lifted the cap in this process (then oneDNN's k x k convs are slow here)."""
-    return _ONEDNN_ISA["lifted"]

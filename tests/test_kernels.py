@@ -24,7 +24,6 @@ from src.kernels.depthwise import STEM_MAX_CHANNELS
 from src.kernels.matmul import MatMulGlobalAvgPool, MatMulScaleChannels
 from src.models import create_model
 from src.models.ghostnet import BlockSpec, GhostNet
-from src.runtime import cpu_flags
 
 pytestmark = pytest.mark.skipif(not kernels_usable(), reason="custom kernels need the CPU target and a C++ compiler")
 
@@ -328,44 +327,6 @@ def test_inference_form_runs_relus_inside_the_convs_and_recompiles():
     assert type(cells["blocks.3.0.se.act1"]) is nn.Identity and type(cells["blocks.3.0.se.pool"]) is MatMulGlobalAvgPool
     assert "blocks.0.0.ghost2.primary_conv.0" not in with_relu  # the second Ghost module has no activation
     assert cells["conv_stem"].relu is True and type(cells["act1"]) is nn.Identity  # the stem kernel's ReLU
-
-
-_ISA_SCRIPT = """
-import ctypes, os, sys, warnings
-import numpy as np
-import src
-import mindspore as ms
-from src.kernels import accelerate
-from src.models import create_model
-from src.runtime import onednn_isa_lifted
-warnings.simplefilter("always")
-for name in sys.argv[1:]:
-    net = create_model(name, num_classes=10, in_channels=1, small_input=True)
-    accelerate(net, ms.Tensor(np.zeros((1, 1, 32, 32), np.float32)))
-    net(ms.Tensor(np.zeros((2, 1, 32, 32), np.float32)))
-dnnl = ctypes.CDLL(os.path.join(os.path.dirname(ms.__file__), "lib", "libdnnl.so.3"))
-print(onednn_isa_lifted(), hex(dnnl.dnnl_get_effective_cpu_isa()))
-"""
-
-
-def test_the_pass_lifts_the_onednn_isa_cap_when_onednn_keeps_only_1x1_convs():
-    """A fresh process on an AVX-512 CPU: the pass on a network whose other convs all run in the kernels lifts
-    src/runtime.py's AVX2 cap before anything runs oneDNN (oneDNN then reports AVX-512: 0x27); a network with other
-    k x k convs keeps it (AVX2: 0x7), and one built after a lift is warned about; a user's ONEDNN_MAX_CPU_ISA stays."""
-    def run(*models, **env):
-        done = subprocess.run([sys.executable, "-c", _ISA_SCRIPT, *models], capture_output=True, text=True,
-                              env={key: value for key, value in os.environ.items() if key != "ONEDNN_MAX_CPU_ISA"}
-                              | env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=True)
-        return done.stdout.split()[-2:], done.stderr
-
-    avx512 = "avx512f" in cpu_flags()
-    assert run("ghostnet_050")[0] == (["True", "0x27"] if avx512 else ["False", run()[0][1]])
-    assert run("ghost_resnet56")[0][0] == "False"
-    if avx512:
-        assert run("ghost_resnet56")[0][1] == "0x7"
-        assert run("ghostnet_050", ONEDNN_MAX_CPU_ISA="AVX2")[0] == ["False", "0x7"]
-        _, stderr = run("ghostnet_050", "ghost_resnet56")
-        assert "lifted oneDNN's AVX2 cap for an earlier network" in stderr
 
 
 def test_the_pass_follows_the_config():

@@ -5,22 +5,14 @@ outputs (fused into it).
 
 Each form subclasses the cell it replaces, computes its function and takes over its Parameter objects, so names,
 values, checkpoints and the random initialisation stay the plain model's: run it before building the optimizer.
-
-When the kernels take every conv but the 1x1 ones, the pass also lifts oneDNN's AVX2 cap (src/runtime.py) before the
-network first runs, so that oneDNN's 1x1 convs use AVX-512; that takes effect only if nothing has run oneDNN in this
-process yet.
 """
-import warnings
-
 import mindspore.nn as nn
 
 from src.kernels.batch_norm import BatchNorm2d
-from src.kernels.build import kernels_usable
-from src.kernels.depthwise import STEM_MAX_CHANNELS, DepthwiseConv2d, StemConv2d, _KernelConv2d
+from src.kernels.depthwise import STEM_MAX_CHANNELS, DepthwiseConv2d, StemConv2d
 from src.kernels.matmul import MatMulGlobalAvgPool, MatMulScaleChannels
 from src.kernels.pointwise import PointwiseConv2d
 from src.models import GlobalAvgPool, ScaleChannels
-from src.runtime import lift_onednn_isa_cap, onednn_isa_lifted
 from src.surgery import Trace, clear_compile_caches, replace_cell
 
 _NO_INIT = dict(weight_init="zeros", bias_init="zeros")  # replaced by the plain cell's Parameters: no random draws
@@ -32,12 +24,6 @@ def accelerate(net, sample):
     `sample`: an input batch of the shape the network will see (traced once in PyNative eval mode; values do not
     matter). Cells already swapped are left alone, so a second call changes nothing.
     """
-    if _only_1x1_convs_left_to_onednn(net):
-        lift_onednn_isa_cap()  # before the trace below runs the network
-    elif onednn_isa_lifted():
-        warnings.warn(f"{type(net).__name__} has k x k convs that oneDNN runs, and this process lifted oneDNN's AVX2 "
-                      "cap for an earlier network: they run oneDNN's slow reference kernel here (run this network in "
-                      "a fresh process, or set ONEDNN_MAX_CPU_ISA=AVX2)")
     trace = Trace(net, sample)
     cells = dict(net.cells_and_names())
     relus = {}
@@ -68,51 +54,19 @@ def _fast_form(cell, relu):
     if type(cell) is nn.BatchNorm2d and cell.use_batch_statistics is None and cell.format == "NCHW":
         # nn.BatchNorm2d stores 1 - its momentum argument (the batch's weight) as `momentum`
         return BatchNorm2d(cell.num_features, eps=cell.eps, momentum=1.0 - cell.momentum, relu=relu)
-    kind, padding = _conv_kind(cell)
-    if kind == "depthwise":
+    if type(cell) is not nn.Conv2d or cell.data_format != "NCHW" or tuple(cell.dilation) not in ((1, 1), (1, 1, 1, 1)):
+        return None
+    padding = _explicit_padding(cell)
+    if cell.group > 1 and cell.group == cell.in_channels == cell.out_channels and padding is not None:
         return DepthwiseConv2d(cell.in_channels, cell.kernel_size, cell.stride, padding, cell.has_bias, relu,
                                **_NO_INIT)
-    if kind == "pointwise":
+    one_by_one = tuple(cell.kernel_size) == (1, 1) and tuple(cell.stride) == (1, 1)
+    if cell.group == 1 and one_by_one and padding in (0, (0,) * 4):
         return PointwiseConv2d(cell.in_channels, cell.out_channels, cell.has_bias, relu, **_NO_INIT)
-    if kind == "stem":
+    if cell.group == 1 and cell.in_channels <= STEM_MAX_CHANNELS and padding is not None:
         return StemConv2d(cell.in_channels, cell.out_channels, cell.kernel_size, cell.stride, padding, cell.has_bias,
                           relu, **_NO_INIT)
     return None
-
-
-def _conv_kind(cell):
-    """(the CPU form a plain `nn.Conv2d` takes: "depthwise", "pointwise" (1x1, stride 1) or "stem" (dense, few input
-    channels), or None; its explicit padding)."""
-    if type(cell) is not nn.Conv2d or cell.data_format != "NCHW" or tuple(cell.dilation) not in ((1, 1), (1, 1, 1, 1)):
-        return None, None
-    padding = _explicit_padding(cell)
-    one_by_one = tuple(cell.kernel_size) == (1, 1) and tuple(cell.stride) == (1, 1)
-    if cell.group > 1 and cell.group == cell.in_channels == cell.out_channels and padding is not None:
-        return "depthwise", padding
-    if cell.group == 1 and one_by_one and padding in (0, (0,) * 4):
-        return "pointwise", padding
-    if cell.group == 1 and cell.in_channels <= STEM_MAX_CHANNELS and padding is not None:
-        return "stem", padding
-    return None, padding
-
-
-def _only_1x1_convs_left_to_onednn(net) -> bool:
-    """Whether, once swapped, every conv of `net` runs in the kernels or is a 1x1 stride-1 conv: the convs that
-    oneDNN runs well under AVX-512 on NCHW tensors."""
-    for _, cell in net.cells_and_names():
-        if isinstance(cell, _KernelConv2d):
-            runs_in_kernels = cell.custom is not None
-        elif isinstance(cell, PointwiseConv2d):
-            runs_in_kernels = True
-        elif isinstance(cell, nn.Conv2d):
-            kind, padding = _conv_kind(cell)
-            symmetric = isinstance(padding, int) or padding is not None and (padding[0], padding[2]) == padding[1::2]
-            runs_in_kernels = kind == "pointwise" or kind is not None and symmetric and kernels_usable()
-        else:
-            continue
-        if not runs_in_kernels:
-            return False
-    return True
 
 
 def _explicit_padding(conv):
