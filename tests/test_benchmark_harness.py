@@ -14,6 +14,26 @@ def test_a_measurement_process_answers_with_its_last_json_line_or_its_last_error
     assert harness.measure_in_process([sys.executable, "-c", "print('no json')"]) == {"error": "no output"}
 
 
+_SERVER = """
+import sys, time
+from scripts.benchmarks import harness
+print("compiling...", flush=True)
+harness.serve(lambda: time.sleep(float(sys.argv[1])), warmup=1)
+"""
+
+
+def test_lockstep_calls_serving_processes_in_turn_and_gives_the_ratio_of_their_times():
+    """Two serving processes (one call: a 20 ms sleep, the other 10 ms) are called in turn; other output they print
+    is skipped; the before / after ratio of their times is ~2 (a sleep takes almost no CPU time)."""
+    slow, fast = harness.lockstep([[sys.executable, "-c", _SERVER, "0.02"], [sys.executable, "-c", _SERVER, "0.01"]],
+                                  pairs=6)
+    slow, fast = ([call["seconds"] for call in calls] for calls in (slow, fast))
+    assert len(slow) == len(fast) == 6 and min(slow) >= 0.02 and min(fast) >= 0.01
+    summary = harness.ratio_summary(slow, fast)
+    assert summary["pairs"] == 6 and 1.5 < summary["median"] < 2.5
+    assert summary["q1"] <= summary["median"] <= summary["q3"]
+
+
 def test_rounds_go_round_robin_and_the_median_round_is_kept():
     calls = []
     values = iter([30.0, 10.0, 20.0, 50.0, 40.0, 60.0, 5.0, 70.0, 80.0])

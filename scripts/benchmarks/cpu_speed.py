@@ -6,6 +6,8 @@
     python scripts/benchmarks/cpu_speed.py --rounds 3             # every runtime 3 times, round-robin
     git worktree add /tmp/before HEAD~1 && python scripts/benchmarks/cpu_speed.py --no-reference --before /tmp/before
                                                                   # a change's before and after, in one run
+    python scripts/benchmarks/cpu_speed.py --no-reference --before /tmp/before --lockstep 40
+                                                                  # ... and the two called in turn, 40 pairs
     python scripts/benchmarks/cpu_speed.py --variants jit_level=O1 onednn_isa=AVX512_CORE
                                                                   # MindSpore's own CPU options beside its default
 
@@ -26,7 +28,9 @@ scripts/setup.sh`; or TORCH_PYTHON) when there is one.
 How it measures (scripts/benchmarks/harness.py): every (runtime, workload) in a fresh process; medians over
 `--repeats` calls after `--warmup` untimed ones, the first call (MindSpore's graph compile, torch.compile's) timed
 apart as compile time; peak memory is the process's resident high-water mark (framework included); `--rounds`
-repeats the whole set round-robin and keeps each runtime's median round. Ratios are speeds: above 1, this row is
+repeats the whole set round-robin and keeps each runtime's median round; `--lockstep` (with `--before`) serves
+each MindSpore row's before and after from two processes at once and calls them in turn, which resolves a few
+percent that fresh processes' rounds blur. Ratios are speeds: above 1, this row is
 faster than PyTorch's best (images/s over images/s; milliseconds the other way round).
 """
 import argparse
@@ -34,6 +38,7 @@ import json
 import os
 import platform
 import subprocess
+import statistics
 import sys
 import tempfile
 
@@ -69,13 +74,20 @@ def parse_args(argv=None):
     parser.add_argument("--before", metavar="TREE", default=None,
                         help="also measure every MindSpore row with the code in TREE (a git worktree of the commit "
                              "before a change), round-robin with this tree's: a change's before and after in one run")
+    parser.add_argument("--lockstep", type=int, default=0, metavar="PAIRS",
+                        help="with --before: also run every MindSpore row's before and after as two serving "
+                             "processes called in turn PAIRS times, and report the median ratio of their times")
     parser.add_argument("--variants", nargs="+", default=[], metavar="KEY=VALUE", type=_variant,
                         help="also measure every MindSpore row with one of MindSpore's own CPU options changed: "
                              "jit_level=O0|O1 (O1: MindSpore's graph-kernel fusion, compiled by AKG) or "
                              "onednn_isa=<ISA> (oneDNN's instruction-set cap, AVX2 here by default: src/runtime.py)")
     parser.add_argument("--json", help="also write the measurements to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one MindSpore measurement
-    return parser.parse_args(argv)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: JSON spec of a call to serve (--lockstep)
+    args = parser.parse_args(argv)
+    if args.lockstep and not args.before:
+        parser.error("--lockstep compares a change's before and after: it needs --before TREE")
+    return args
 
 
 VARIANT_KEYS = ("jit_level", "onednn_isa")
@@ -144,15 +156,25 @@ def mindspore_call(spec):
     return lambda: graph(x).asnumpy(), result
 
 
-def mindspore_worker(spec):
+def mindspore_worker(spec, serve=False):
+    """One measurement (its result), or with `serve` the call served for --lockstep (harness.serve)."""
+    measure = _serve_mindspore if serve else _measure_mindspore
     if "jit_level" not in spec:
-        return _measure_mindspore(spec)
+        return measure(spec)
     with tempfile.TemporaryDirectory(prefix="cpu_speed_") as scratch:  # graph-kernel fusion (AKG) writes its
         os.chdir(scratch)                                                 # kernels into the working directory
         try:
-            return _measure_mindspore(spec)
+            return measure(spec)
         finally:
             os.chdir(REPO)
+
+
+def _serve_mindspore(spec):
+    """Serve the call with the src/ of spec["code"] (a tree): the measuring code stays this tree's."""
+    assert "src" not in sys.modules, "src must be imported from the tree under test"
+    sys.path.insert(0, spec["code"])
+    call, _ = mindspore_call(spec)
+    harness.serve(call, spec["warmup"])
 
 
 def _measure_mindspore(spec):
@@ -179,8 +201,8 @@ def _speed(workload, result):
     return _value(workload, result) if WORKLOADS[workload]["train"] else 1.0 / result["latency_ms"]
 
 
-def _mindspore_process(spec, tree=REPO):
-    return [sys.executable, os.path.join(tree, "scripts", "benchmarks", "cpu_speed.py"), "--worker", json.dumps(spec)]
+def _mindspore_process(spec, tree=REPO, mode="--worker"):
+    return [sys.executable, os.path.join(tree, "scripts", "benchmarks", "cpu_speed.py"), mode, json.dumps(spec)]
 
 
 def _commit(tree):
@@ -248,6 +270,43 @@ def measure(args):
             for k, (label, workload, _, _) in enumerate(jobs)]
 
 
+def measure_lockstep(args):
+    """{(runtime label, workload): lockstep figures} of every MindSpore graph row, this tree against --before's:
+    both served at once and called in turn (harness.lockstep), times in ms and before / after per pair."""
+    figures = {}
+    for workload in args.workloads:
+        runtimes = ["mindspore"] + ([] if WORKLOADS[workload]["train"] else ["folded"])
+        for runtime in runtimes:
+            for kernels in (("on", "off") if args.kernels == "both" else (args.kernels,)):
+                spec = dict(workload=workload, model=args.model, warmup=args.warmup, runtime=runtime, kernels=kernels)
+                after, before = harness.lockstep([_mindspore_process(dict(spec, code=tree), mode="--serve")
+                                                  for tree in (REPO, os.path.abspath(args.before))], args.lockstep)
+                label = ("MindSpore graph" + (", BN folded" if runtime == "folded" else "") +
+                         ("" if args.kernels != "both" else ", custom kernels" if kernels == "on" else ", oneDNN only"))
+                before_wall, before_cpu = [c["seconds"] for c in before], [c["cpu_seconds"] for c in before]
+                after_wall, after_cpu = [c["seconds"] for c in after], [c["cpu_seconds"] for c in after]
+                figures[(label, workload)] = dict(
+                    harness.ratio_summary(before_wall, after_wall), after_ms=statistics.median(after_wall) * 1e3,
+                    before_ms=statistics.median(before_wall) * 1e3,
+                    cpu=dict(harness.ratio_summary(before_cpu, after_cpu),
+                             after_ms=statistics.median(after_cpu) * 1e3, before_ms=statistics.median(before_cpu) * 1e3))
+                print(f"  lockstep {workload:10s} {label:40s} {json.dumps(figures[(label, workload)])}",
+                      file=sys.stderr, flush=True)
+    return figures
+
+
+def lockstep_table(figures, before) -> str:
+    lines = [f"| workload | runtime | ms per call: this tree / before ({_commit(before)}) | before / after time, "
+             "median of pairs (quartiles) | CPU ms per call (all threads): this tree / before | before / after CPU "
+             "time (quartiles) | pairs |", "|---|---|---|---|---|---|---|"]
+    for (label, workload), f in figures.items():
+        c = f["cpu"]
+        lines.append(f"| {workload} | {label} | {f['after_ms']:.1f} / {f['before_ms']:.1f} | {f['median']:.3f} "
+                     f"({f['q1']:.3f}-{f['q3']:.3f}) | {c['after_ms']:.1f} / {c['before_ms']:.1f} | "
+                     f"{c['median']:.3f} ({c['q1']:.3f}-{c['q3']:.3f}) | {f['pairs']} |")
+    return "\n".join(lines)
+
+
 def pytorch_best(rows) -> dict:
     """{workload: (label, result)} of the fastest PyTorch setting measured on each workload."""
     best = {}
@@ -289,15 +348,24 @@ def main(argv=None):
     if args.worker:
         harness.report(mindspore_worker(json.loads(args.worker)))
         return
+    if args.serve:
+        mindspore_worker(json.loads(args.serve), serve=True)
+        return
     print(f"machine: {_machine()}; every runtime uses all {os.cpu_count()} cores; medians of {args.repeats} runs "
           f"after {args.warmup} warm-up; median of {args.rounds} round(s)", flush=True)
     rows = measure(args)
     print(table(rows, args.model))
+    locked = measure_lockstep(args) if args.lockstep else {}
+    if locked:
+        print(f"\nBefore and after in lockstep ({args.lockstep} pairs of calls, two serving processes called in "
+              "turn):\n" + lockstep_table(locked, args.before))
     if args.json:
         from src.atomic_files import write_json_atomic
         best = pytorch_best(rows)
         write_json_atomic(args.json, [{"runtime": label, "workload": w, **r,
-                                       "pytorch_best": best.get(w, ("",))[0] == label} for label, w, r in rows])
+                                       "pytorch_best": best.get(w, ("",))[0] == label,
+                                       **({"lockstep": locked[(label, w)]} if (label, w) in locked else {})}
+                                      for label, w, r in rows])
 
 
 if __name__ == "__main__":

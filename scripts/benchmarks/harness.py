@@ -6,12 +6,17 @@
   graph (its compile) is timed apart by the caller (`timed_once`).
 - This host's speed drifts by up to 1.5x over minutes: `round_robin` measures every job once per round, in the
   same order each round, so a slow spell hits every job alike, and `median_round` keeps each job's median round.
+- A change's before and after, where a few percent matter: `lockstep` keeps one serving process per side (`serve`)
+  and calls them in turn, call by call, so both see the same moment of the host; `ratio_summary` gives the median
+  of the per-pair ratios. Round-robin fresh processes put the same code's rounds 15% apart here.
 """
 import json
 import os
+import queue
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -78,3 +83,75 @@ def median_round(results, value) -> dict:
     if len(results) > 1:
         kept["rounds"] = [round(value(result), 2) for result in good]
     return kept
+
+
+def serve(fn, warmup: int = 3):
+    """A serving process's loop (see `lockstep`): warm up, say "ready", then time one call of fn per line read:
+    its wall time, and the CPU time of all the process's threads during it."""
+    for _ in range(warmup):
+        fn()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        fn()
+        print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start}),
+              flush=True)
+
+
+class _Server:
+    """A serving process and a thread that hands its output lines over through a queue (a timeout on a readline
+    of a pipe needs one: select() misses lines already buffered by the previous readline)."""
+
+    def __init__(self, command, env):
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=env)
+        self.lines = queue.Queue()
+        threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout] + [self.lines.put("")],
+                         daemon=True).start()
+
+    def answer(self, timeout_s: float) -> dict:
+        """The next JSON line (or "ready") it prints, skipping its other output."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"serving process {self.process.args[-1][:80]} did not answer in {timeout_s:.0f} s")
+            if not line:
+                raise RuntimeError(f"serving process {self.process.args[-1][:80]} ended")
+            if line.strip() == "ready":
+                return {"ready": True}
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def call(self, timeout_s: float) -> dict:
+        self.process.stdin.write("call\n")
+        self.process.stdin.flush()
+        return self.answer(timeout_s)
+
+
+def lockstep(commands, pairs: int, envs=None, timeout_s: float = 600.0) -> list:
+    """[[{seconds, cpu_seconds} of each call] per command]: every command a serving process (`serve`), started
+    together, then called in turn `pairs` times, the order reversed every other round; while one runs, the others
+    wait on stdin."""
+    servers = [_Server(command, env) for command, env in zip(commands, envs or [None] * len(commands))]
+    try:
+        for server in servers:
+            server.answer(timeout_s)
+        times = [[] for _ in servers]
+        for round_index in range(pairs):
+            order = range(len(servers)) if round_index % 2 == 0 else reversed(range(len(servers)))
+            for index in order:
+                times[index].append(servers[index].call(timeout_s))
+        return times
+    finally:
+        for server in servers:
+            server.process.kill()
+            server.process.wait()
+
+
+def ratio_summary(numerators, denominators) -> dict:
+    """Median and quartiles of the per-pair ratios numerator / denominator (e.g. before's time / after's)."""
+    ratios = sorted(a / b for a, b in zip(numerators, denominators))
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {"median": statistics.median(ratios), "q1": quartiles[0], "q3": quartiles[2], "pairs": len(ratios)}
