@@ -95,7 +95,8 @@ def test_results_page_is_remade_from_its_record(tmp_path, name):
 
 CPU_FIGURES = {  # README's main-job figure per CPU, in its order -> the record of that host's run, if kept
     "AMD EPYC (Zen 5; the results page's run)": "ghostnet_100_fashion_mnist",
-    "AMD EPYC (Zen 5)": None,
+    "AMD EPYC (Zen 5, before 515658d)": None,
+    "AMD EPYC (Zen 5, before 73c1b8a)": None,
     "AMD EPYC (an earlier host)": None,
     "Intel Xeon (AVX-512)": "ghostnet_100_fashion_mnist_intel_xeon",
 }
@@ -125,7 +126,9 @@ def test_readme_main_job_pipeline_and_cpu_figures_are_their_records():
     assert f"| ours | {ours:.0f} |" in _read(os.path.join(RESULTS, "data_pipeline.md"))
 
 
-CPU_RECORD = os.path.join(RESULTS, "cpu_performance", "bn_vector_sums_rounds3_amd_epyc.json")
+README_CPU_RUN = "stem_kernel_rounds1_amd_epyc"  # the run README's CPU table quotes
+CPU_RECORD = os.path.join(RESULTS, "cpu_performance", f"{README_CPU_RUN}.json")
+SERVING_PROFILE = os.path.join(RESULTS, "cpu_performance", "profile_stem_kernel_amd_epyc.json")
 PROFILE_RECORD = os.path.join(RESULTS, "cpu_performance", "profile_amd_epyc.json")
 CPU_ROWS = {  # README's CPU table: row -> (workload, this repo's runtime in the record)
     "inference bs 1 @224 (inference form)": ("infer_224", "MindSpore graph, BN folded"),
@@ -166,7 +169,7 @@ def test_readme_cpu_table_rows_are_their_record_against_pytorch_at_its_best():
                                onnx], label
     # the serving advice quotes the same run and the profile
     infer = {runtime: run["latency_ms"] for (workload, runtime), run in runs.items() if workload == "infer_224"}
-    profile = _json(PROFILE_RECORD)["profiles"]["infer_224"]
+    profile = _json(SERVING_PROFILE)["profiles"]["infer_224"]
     serving = readme[readme.index("**Serving on a CPU**"):]
     assert (f"{infer['ONNX Runtime, this repo' + chr(39) + 's ONNX']:.1f} ms at batch 1 against "
             f"{infer['MindSpore graph, BN folded']:.1f} ms" in serving.replace("\n", " "))
@@ -175,7 +178,8 @@ def test_readme_cpu_table_rows_are_their_record_against_pytorch_at_its_best():
             f"its {profile['launches']:.0f} kernel launches" in serving.replace("\n", " "))
 
 
-@pytest.mark.parametrize("record", ["pytorch_settings_amd_epyc", "bn_vector_sums_rounds3_amd_epyc"])
+@pytest.mark.parametrize("record", ["pytorch_settings_amd_epyc", "bn_vector_sums_rounds3_amd_epyc",
+                                    "stem_kernel_avx512_rounds3_amd_epyc", README_CPU_RUN])
 def test_cpu_page_table_is_the_run_as_printed_and_its_record(record):
     printed = _read(os.path.join(RESULTS, "cpu_performance", f"{record}.txt"))
     table_lines = [line for line in printed.split("\n") if line.startswith("|")]
@@ -203,6 +207,24 @@ def test_cpu_page_before_and_after_rows_are_their_record(record, before_commit, 
         assert rows[workload][:5] == [cell(after), cell(before), f"{after['images_per_s'] / before['images_per_s']:.2f}",
                                       f"{after['compile_s']:.1f} / {before['compile_s']:.1f}",
                                       f"{after['peak_rss_mib']:.0f} / {before['peak_rss_mib']:.0f}"], workload
+
+
+def test_cpu_page_lockstep_rows_are_their_record():
+    """The lockstep table on the page: each row's times and ratios (wall and CPU) are the record's."""
+    record = _json(os.path.join(RESULTS, "cpu_performance", "stem_kernel_avx512_lockstep_amd_epyc.json"))
+    runs = {(r["workload"], r["runtime"]): r["lockstep"] for r in record if "lockstep" in r}
+    assert len(runs) == 4
+    page = _read(os.path.join(RESULTS, "cpu_performance.md"))
+    lines = [line for line in page.split("\n") if line.startswith("| ") and line.endswith(" | 60 |")]
+    assert len(lines) == len(runs)
+    for line in lines:
+        workload, runtime, times, ratio, cpu_times, cpu_ratio, pairs = [c.strip() for c in line.strip("|").split("|")]
+        f = runs[workload, runtime]
+        c = f["cpu"]
+        assert [times, ratio, cpu_times, cpu_ratio, pairs] == [
+            f"{f['after_ms']:.1f} / {f['before_ms']:.1f}", f"{f['median']:.3f} ({f['q1']:.3f}-{f['q3']:.3f})",
+            f"{c['after_ms']:.1f} / {c['before_ms']:.1f}", f"{c['median']:.3f} ({c['q1']:.3f}-{c['q3']:.3f})",
+            str(f["pairs"])], line
 
 
 def test_cpu_page_profile_rows_are_the_profile_record():
