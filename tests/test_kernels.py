@@ -18,11 +18,11 @@ import mindspore.nn as nn
 from src.config import Config
 from src.configured_model import for_this_device
 from src.deploy import prepare_for_inference
-from src.kernels import (AllFinite, BatchNorm2d, DepthwiseConv2d, PointwiseConv2d, StemConv2d, accelerate, build,
-                         fused_copy, kernels_usable)
+from src.kernels import (AllFinite, BatchNorm2d, ChannelScale, DepthwiseConv2d, PointwiseConv2d, StemConv2d,
+                         accelerate, build, fused_copy, kernels_usable)
 from src.kernels.depthwise import STEM_MAX_CHANNELS
-from src.kernels.matmul import MatMulGlobalAvgPool, MatMulScaleChannels
-from src.models import create_model
+from src.kernels.matmul import MatMulGlobalAvgPool
+from src.models import ScaleChannels, create_model
 from src.models.ghostnet import BlockSpec, GhostNet
 
 pytestmark = pytest.mark.skipif(not kernels_usable(), reason="custom kernels need the CPU target and a C++ compiler")
@@ -192,8 +192,8 @@ def _product(x, scale):
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
 @pytest.mark.parametrize("size", [1, 5], ids=["1x1_map", "5x5_map"])
 def test_matmul_forms_match_the_ops_they_replace(graph, size):
-    """PointwiseConv2d (MatMul on 1x1 maps in training), MatMulGlobalAvgPool (MatMul mean) and MatMulScaleChannels
-    (MatMul-summed gradient) give the outputs and gradients of nn.Conv2d, ops.mean and a broadcast product."""
+    """PointwiseConv2d (MatMul on 1x1 maps in training) and MatMulGlobalAvgPool (MatMul mean) give the outputs and
+    gradients of nn.Conv2d and ops.mean."""
     rng = np.random.default_rng(0)
     x = ms.Tensor(rng.standard_normal((3, 6, size, size)).astype(np.float32))
 
@@ -210,15 +210,34 @@ def test_matmul_forms_match_the_ops_they_replace(graph, size):
     pairs.append((_value_and_grads(MatMulGlobalAvgPool(), (x,), upstream, graph),
                   _value_and_grads(_mean_over_map, (x,), upstream, graph)))
 
-    scale = ms.Tensor(rng.standard_normal((3, 6, 1, 1)).astype(np.float32))
-    upstream = ms.Tensor(rng.standard_normal(x.shape).astype(np.float32))
-    pairs.append((_value_and_grads(MatMulScaleChannels(), (x, scale), upstream, graph),
-                  _value_and_grads(_product, (x, scale), upstream, graph)))
-
-    for layer, (got, want) in zip(["PointwiseConv2d", "GlobalAvgPool", "ScaleChannels"], pairs):
+    for layer, (got, want) in zip(["PointwiseConv2d", "GlobalAvgPool"], pairs):
         assert len(got) == len(want), layer
         for a, b in zip(got, want):
             assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max()), layer
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+def test_channel_scale_matches_the_broadcast_product(graph):
+    """ChannelScale's kernel gives x * scale and its gradients: the product and dx exactly, the scale's gradient
+    (a sum over each plane) to float32 rounding, on planes below, at and above the 16 vector lanes; a scale that
+    broadcasts over the batch takes MindSpore's product."""
+    rng = np.random.default_rng(1)
+    for shape, scale_batch in [((3, 6, 1, 1), 3), ((2, 5, 3, 3), 2), ((2, 4, 4, 4), 2), ((3, 7, 9, 11), 3),
+                               ((2, 3, 5, 5), 1)]:
+        x = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
+        scale = ms.Tensor(rng.standard_normal((scale_batch, shape[1], 1, 1)).astype(np.float32))
+        upstream = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
+        ours = ChannelScale()
+        assert ours.custom is not None
+        (y, grad_x, grad_scale), (y_want, grad_x_want, grad_scale_want) = (
+            _value_and_grads(cell, (x, scale), upstream, graph) for cell in (ours, _product))
+        np.testing.assert_array_equal(y, y_want)
+        np.testing.assert_array_equal(grad_x, grad_x_want)
+        exact = (upstream.asnumpy().astype(np.float64) * x.asnumpy()).sum((2, 3), keepdims=True)
+        if scale_batch == 1:
+            exact = exact.sum(0, keepdims=True)
+        assert grad_scale.shape == grad_scale_want.shape == exact.shape
+        np.testing.assert_allclose(grad_scale, exact, rtol=1e-5, atol=1e-5)
 
 
 # --- the pass ----------------------------------------------------------------------------------------------------
@@ -282,8 +301,8 @@ def _relative_error(got, want):
 @pytest.mark.parametrize("build,graph", [case[1:] for case in PASS_CASES],
                          ids=[f"{name}-{'graph' if graph else 'pynative'}" for name, _, graph in PASS_CASES])
 def test_accelerated_network_computes_what_the_plain_one_does(build, graph):
-    """Same parameter names and shapes, every depthwise and stem conv and BN swapped; the same outputs and gradients
-    in eval and training mode, and the same BN statistics updates.
+    """Same parameter names and shapes, every depthwise and stem conv, BN and SE scaling swapped; the same outputs
+    and gradients in eval and training mode, and the same BN statistics updates.
 
     Outputs and statistics agree to float rounding. Gradients only loosely, each kernel's being checked tightly
     above: where rounding moves a pre-activation across zero, a ReLU passes a gradient in one network and not the
@@ -291,8 +310,9 @@ def test_accelerated_network_computes_what_the_plain_one_does(build, graph):
     the gradient norm after MobileNetV2's 52 BNs); so training-mode gradients are compared as a whole."""
     plain, fast = _twins(build)
     assert [(p.name, p.shape) for p in fast.get_parameters()] == [(p.name, p.shape) for p in plain.get_parameters()]
-    assert not [cell_name for cell_name, cell in fast.cells_and_names() if type(cell) is nn.BatchNorm2d or type(cell)
-                is nn.Conv2d and (cell.group == cell.in_channels > 1 or cell.in_channels <= STEM_MAX_CHANNELS)]
+    assert not [cell_name for cell_name, cell in fast.cells_and_names()
+                if type(cell) in (nn.BatchNorm2d, ScaleChannels) or type(cell) is nn.Conv2d
+                and (cell.group == cell.in_channels > 1 or cell.in_channels <= STEM_MAX_CHANNELS)]
     rng = np.random.default_rng(1)
     x = ms.Tensor(rng.standard_normal((16, 1, 32, 32)).astype(np.float32))
     upstream = ms.Tensor(rng.standard_normal((16, 10)).astype(np.float32))

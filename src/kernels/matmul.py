@@ -1,8 +1,8 @@
-"""MatMul forms of two reductions that MindSpore's CPU backend runs slowly: the mean of global average pooling and
-the gradient of SE's channel scaling. Same maths as the cells of src/models/layers.py they subclass."""
+"""The MatMul form of a reduction that MindSpore's CPU backend runs slowly: the mean of global average pooling.
+Same maths as the cell of src/models/layers.py it subclasses."""
 import mindspore.ops as ops
 
-from src.models.layers import GlobalAvgPool, ScaleChannels
+from src.models.layers import GlobalAvgPool
 
 
 class MatMulGlobalAvgPool(GlobalAvgPool):
@@ -16,15 +16,3 @@ class MatMulGlobalAvgPool(GlobalAvgPool):
         pooled = ops.matmul(x.reshape(-1, h * w), ops.full((h * w, 1), 1.0 / (h * w), dtype=x.dtype))
         return pooled.reshape((-1, c, 1, 1) if self.keep_dims else (-1, c))
 
-
-class MatMulScaleChannels(ScaleChannels):
-    """x * scale whose gradient for the scale (a sum over H x W) is a MatMul: MindSpore's autodiff sums the
-    broadcast gradient with a ReduceSum that took 4 ms per SE block for a batch of 32 at 224 px on CPU, 94 ms of a
-    2.0 s training step; the MatMul form takes a fraction of that."""
-
-    def bprop(self, x, scale, _out, dout):
-        _, c, h, w = x.shape
-        grad_scale = dout * x
-        if h * w > 1:
-            grad_scale = ops.matmul(grad_scale.reshape(-1, h * w), ops.ones((h * w, 1), x.dtype))
-        return dout * scale, grad_scale.reshape(-1, c, 1, 1)

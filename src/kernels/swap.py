@@ -10,7 +10,8 @@ import mindspore.nn as nn
 
 from src.kernels.batch_norm import BatchNorm2d
 from src.kernels.depthwise import STEM_MAX_CHANNELS, DepthwiseConv2d, StemConv2d
-from src.kernels.matmul import MatMulGlobalAvgPool, MatMulScaleChannels
+from src.kernels.channel_scale import ChannelScale
+from src.kernels.matmul import MatMulGlobalAvgPool
 from src.kernels.pointwise import PointwiseConv2d
 from src.models import GlobalAvgPool, ScaleChannels
 from src.surgery import Trace, clear_compile_caches, replace_cell
@@ -50,7 +51,7 @@ def _fast_form(cell, relu):
     if type(cell) is GlobalAvgPool:
         return MatMulGlobalAvgPool(cell.keep_dims)
     if type(cell) is ScaleChannels:
-        return MatMulScaleChannels()
+        return ChannelScale()
     if type(cell) is nn.BatchNorm2d and cell.use_batch_statistics is None and cell.format == "NCHW":
         # nn.BatchNorm2d stores 1 - its momentum argument (the batch's weight) as `momentum`
         return BatchNorm2d(cell.num_features, eps=cell.eps, momentum=1.0 - cell.momentum, relu=relu)
