@@ -131,6 +131,49 @@ def test_batch_norm_kernels_match_mindspore_batch_norm(graph, relu):
             assert np.abs(a - b).max() <= 2e-6 * scale, (shape, name, np.abs(a - b).max())
 
 
+class _ConcatAfter(nn.Cell):
+    """concat((prefix, bn(x))) through `bn.concat_after`, or through MindSpore's Concat (`fused=False`)."""
+
+    def __init__(self, bn, fused):
+        super().__init__()
+        self.bn, self.fused = bn, fused
+
+    def construct(self, prefix, x):
+        return self.bn.concat_after(prefix, x) if self.fused else ms.ops.concat((prefix, self.bn(x)), 1)
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+def test_batch_norm_writes_its_concatenation_as_concat_does(graph, relu):
+    """The BN_CONCAT kernel's concat((prefix, BN(x))) (a Ghost module's output) against the same BN kernel followed
+    by MindSpore's Concat: output, the gradients of prefix, x, gamma and beta, and the moving statistics, bit for
+    bit (the same sums, only written elsewhere); planes along vectors and as spans of channels, a prefix wider
+    than x; eval mode (MindSpore's BN, then Concat) too."""
+    rng = np.random.default_rng(5)
+    for prefix_channels, shape in [(6, (4, 6, 5, 7)), (9, (3, 8, 17, 16)), (18, (5, 17, 2, 3))]:
+        fused, plain = BatchNorm2d(shape[1], relu=relu), BatchNorm2d(shape[1], relu=relu)
+        fused.enable_concat()
+        assert fused.custom_concat is not None and plain.custom_concat is None
+        for name in ("gamma", "beta", "moving_mean"):
+            value = ms.Tensor(rng.standard_normal(shape[1]).astype(np.float32))
+            getattr(fused, name).set_data(value)
+            getattr(plain, name).set_data(value.copy())
+        prefix = ms.Tensor(rng.standard_normal((shape[0], prefix_channels, *shape[2:])).astype(np.float32))
+        x = ms.Tensor((rng.standard_normal(shape) * 3 + 2).astype(np.float32))
+        upstream = ms.Tensor(rng.standard_normal((shape[0], prefix_channels + shape[1], *shape[2:])).astype(np.float32))
+        results = []
+        for bn, is_fused in ((fused, True), (plain, False)):
+            net = _ConcatAfter(bn, is_fused)
+            net.set_train(True)
+            values = _value_and_grads(net, (prefix, x), upstream, graph)  # prefix, x, gamma, beta
+            net.set_train(False)
+            results.append(values + [bn.moving_mean.asnumpy(), bn.moving_variance.asnumpy(), net(prefix, x).asnumpy()])
+        names = ["output", "prefix grad", "input grad", "gamma grad", "beta grad", "moving mean", "moving variance",
+                 "eval output"]
+        for name, a, b in zip(names, *results):
+            np.testing.assert_array_equal(a, b, err_msg=f"{shape} {name}")
+
+
 POINTWISE_SHAPES = [  # (batch, in, out, H, W): 1x1 and sub-vector maps (dot products), part panels, 4n + 1 outputs
     (1, 24, 13, 1, 1), (3, 7, 6, 3, 3), (2, 20, 9, 9, 9), (1, 16, 70, 12, 12), (2, 5, 3, 4, 17)]
 

@@ -13,7 +13,9 @@
 // coefficients repeated over its plane.
 //
 // Macros: BN_EPS (epsilon), BN_RELU (1: a ReLU fused after the affine transform, which saves the separate ReLU
-// and ReluGrad passes over the map), BN_NAME(fn) (unique exported names per variant).
+// and ReluGrad passes over the map), BN_CONCAT (1: the output is concat((prefix, BN(x)), channels), written in
+// place: a Ghost module's intrinsic maps and its BN'd cheap maps, where MindSpore's Concat and the two Slices of
+// its gradient were three more passes over both), BN_NAME(fn) (unique exported names per variant).
 // Entry points follow MindSpore's AOT signature (inputs first, then outputs), see depthwise_conv.cc.
 #include <tuple>
 #include <utility>
@@ -24,6 +26,7 @@ namespace {
 
 constexpr double EPS = BN_EPS;
 constexpr bool RELU = BN_RELU;
+constexpr bool CONCAT = BN_CONCAT;
 constexpr int VEC = 16;
 typedef float vec __attribute__((vector_size(VEC * sizeof(float)), aligned(sizeof(float))));
 
@@ -56,11 +59,16 @@ struct LaneSum {
   }
 };
 
+// x's shape, and where its channels lie in y (and dy): behind `prefix` channels of another tensor with BN_CONCAT.
 struct Shape {
-  int64_t n, c, plane;
-  explicit Shape(const int64_t *s) : n(s[0]), c(s[1]), plane(s[2] * s[3]) {}
+  int64_t n, c, plane, prefix;
+  Shape(const int64_t *s, int64_t prefix_channels = 0)
+      : n(s[0]), c(s[1]), plane(s[2] * s[3]), prefix(prefix_channels) {}
   int64_t count() const { return n * plane; }  // elements per channel
-  int64_t image() const { return c * plane; }  // floats per image
+  int64_t image() const { return c * plane; }  // floats per image of x
+  int64_t out_image() const { return (prefix + c) * plane; }  // floats per image of y
+  int64_t in(int64_t b, int64_t ch) const { return b * image() + ch * plane; }  // offset of x's plane (b, ch)
+  int64_t out(int64_t b, int64_t ch) const { return b * out_image() + (prefix + ch) * plane; }  // ... in y
   bool small() const { return plane < VEC; }
 };
 
@@ -99,7 +107,7 @@ struct Forward {
     double rest = 0.0, rest_squares = 0.0;
     int64_t held = 0;
     for (int64_t b = 0; b < s.n; ++b) {
-      const float *p = x + b * s.image() + ch * s.plane;
+      const float *p = x + s.in(b, ch);
       int64_t i = 0;
       for (; i + VEC <= s.plane; i += VEC) {
         const vec v = load(p + i);
@@ -111,8 +119,8 @@ struct Forward {
     }
     const auto [scale, shift] = statistics(ch, sum.total + rest, squares.total + rest_squares);
     for (int64_t b = 0; b < s.n; ++b) {
-      const float *p = x + b * s.image() + ch * s.plane;
-      float *q = y + b * s.image() + ch * s.plane;
+      const float *p = x + s.in(b, ch);
+      float *q = y + s.out(b, ch);
       for (int64_t i = 0; i < s.plane; ++i) {
         const float v = p[i] * scale + shift;
         q[i] = RELU ? std::max(v, 0.0f) : v;
@@ -123,14 +131,14 @@ struct Forward {
   // Small planes: channels [c0, c1) as one span per image; sums (in double) per span element over the images,
   // then per channel over its plane.
   void block(int64_t c0, int64_t c1) const {
-    const int64_t span = (c1 - c0) * s.plane, start = c0 * s.plane;
+    const int64_t span = (c1 - c0) * s.plane;
     thread_local std::vector<double> sums;
     thread_local std::vector<float> expanded;
     double *sum = scratch(sums, 2 * span), *squares = sum + span;
     float *scale = scratch(expanded, 2 * span), *shift = scale + span;
     std::fill(sum, sum + 2 * span, 0.0);
     for (int64_t b = 0; b < s.n; ++b) {
-      const float *p = x + b * s.image() + start;
+      const float *p = x + s.in(b, c0);
       for (int64_t j = 0; j < span; ++j) sum[j] += p[j], squares[j] += static_cast<double>(p[j]) * p[j];
     }
     for (int64_t ch = c0; ch < c1; ++ch) {
@@ -142,8 +150,8 @@ struct Forward {
       std::fill(shift + first, shift + first + s.plane, t);
     }
     for (int64_t b = 0; b < s.n; ++b) {
-      const float *p = x + b * s.image() + start;
-      float *q = y + b * s.image() + start;
+      const float *p = x + s.in(b, c0);
+      float *q = y + s.out(b, c0);
       for (int64_t j = 0; j < span; ++j) {
         const float v = p[j] * scale[j] + shift[j];
         q[j] = RELU ? std::max(v, 0.0f) : v;
@@ -177,8 +185,7 @@ struct Backward {
     double rest = 0.0, rest_centered = 0.0;
     int64_t held = 0;
     for (int64_t b = 0; b < s.n; ++b) {
-      const int64_t offset = b * s.image() + ch * s.plane;
-      const float *p = x + offset, *o = y + offset, *g = dy + offset;
+      const float *p = x + s.in(b, ch), *o = y + s.out(b, ch), *g = dy + s.out(b, ch);
       int64_t i = 0;
       for (; i + VEC <= s.plane; i += VEC) {
         vec gi = load(g + i);
@@ -194,16 +201,15 @@ struct Backward {
     }
     const auto [k, mean_dy, c2] = coefficients(ch, sum_dy.total + rest, sum_centered.total + rest_centered);
     for (int64_t b = 0; b < s.n; ++b) {
-      const int64_t offset = b * s.image() + ch * s.plane;
-      const float *p = x + offset, *o = y + offset, *g = dy + offset;
-      float *q = dx + offset;
+      const float *p = x + s.in(b, ch), *o = y + s.out(b, ch), *g = dy + s.out(b, ch);
+      float *q = dx + s.in(b, ch);
       for (int64_t i = 0; i < s.plane; ++i) q[i] = k * (relu_mask(g[i], o[i]) - mean_dy - (p[i] - mean) * c2);
     }
   }
 
   // Small planes: as Forward::block.
   void block(int64_t c0, int64_t c1) const {
-    const int64_t span = (c1 - c0) * s.plane, start = c0 * s.plane;
+    const int64_t span = (c1 - c0) * s.plane;
     thread_local std::vector<double> sums;
     thread_local std::vector<float> expanded;
     double *sum_dy = scratch(sums, 2 * span), *sum_centered = sum_dy + span;
@@ -212,8 +218,7 @@ struct Backward {
       std::fill(means + (ch - c0) * s.plane, means + (ch - c0 + 1) * s.plane, mean_in[ch]);
     std::fill(sum_dy, sum_dy + 2 * span, 0.0);
     for (int64_t b = 0; b < s.n; ++b) {
-      const int64_t offset = b * s.image() + start;
-      const float *p = x + offset, *o = y + offset, *g = dy + offset;
+      const float *p = x + s.in(b, c0), *o = y + s.out(b, c0), *g = dy + s.out(b, c0);
       int64_t j = 0;
       for (; j + VEC <= span; j += VEC) {  // written out: GCC leaves the masked loop below scalar
         vec gi = load(g + j);
@@ -236,9 +241,8 @@ struct Backward {
       std::fill(c2 + first, c2 + first + s.plane, c);
     }
     for (int64_t b = 0; b < s.n; ++b) {
-      const int64_t offset = b * s.image() + start;
-      const float *p = x + offset, *o = y + offset, *g = dy + offset;
-      float *q = dx + offset;
+      const float *p = x + s.in(b, c0), *o = y + s.out(b, c0), *g = dy + s.out(b, c0);
+      float *q = dx + s.in(b, c0);
       for (int64_t j = 0; j < span; ++j) q[j] = k[j] * (relu_mask(g[j], o[j]) - mean_dy[j] - (p[j] - means[j]) * c2[j]);
     }
   }
@@ -257,28 +261,46 @@ void run(const Work &work) {
   });
 }
 
+// The first `prefix` channels of every image, between y's layout (prefix + c channels) and the prefix's own:
+// forward the prefix into y, backward dy's part into the prefix's gradient.
+void copy_prefix(const Shape &s, const float *from, float *to, bool into_y) {
+  const int64_t size = s.prefix * s.plane;
+  ghost_kernels::parallel_for(s.n, s.n * size, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) {
+      const float *source = from + b * (into_y ? size : s.out_image());
+      std::copy(source, source + size, to + b * (into_y ? s.out_image() : size));
+    }
+  });
+}
+
 }  // namespace
 
 extern "C" {
 
-// params: x (N,C,H,W), gamma (C), beta (C), moving mean (C), moving variance (C), (keep, weight) (2)
-//         -> y (N,C,H,W), mean (C), invstd (C), unbiased variance (C).
+// params: [prefix (N,P,H,W) with BN_CONCAT,] x (N,C,H,W), gamma (C), beta (C), moving mean (C), moving variance
+//         (C), (keep, weight) (2) -> y (N,C,H,W) or (N,P+C,H,W) = concat(prefix, BN(x)), mean (C), invstd (C),
+//         unbiased variance (C).
 // Also updates the moving statistics in place: moving = moving * keep + batch * weight (one launch, where
 // MindSpore's Mul, Mul, Add and Assign per statistic were eight per BN layer).
 int BN_NAME(forward)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
-  if (!ghost_kernels::all_float32(nparam, dtypes)) return 1;
-  auto in = [&](int i) { return static_cast<const float *>(params[i]); };
-  auto out = [&](int i) { return static_cast<float *>(params[i]); };
-  run(Forward{in(0), in(1), in(2), in(5), out(3), out(4), out(6), out(7), out(8), out(9), Shape(shapes[0])});
+  if (!ghost_kernels::all_float32(nparam, dtypes) || nparam != 10 + CONCAT) return 1;
+  auto in = [&](int i) { return static_cast<const float *>(params[i + CONCAT]); };
+  auto out = [&](int i) { return static_cast<float *>(params[i + CONCAT]); };
+  const Shape shape(shapes[CONCAT], CONCAT ? shapes[0][1] : 0);
+  if (CONCAT) copy_prefix(shape, static_cast<const float *>(params[0]), out(6), true);
+  run(Forward{in(0), in(1), in(2), in(5), out(3), out(4), out(6), out(7), out(8), out(9), shape});
   return 0;
 }
 
-// params: x, gamma, mean, invstd, y (the forward's output: the ReLU mask), dy -> dx (N,C,H,W), dgamma (C), dbeta (C)
+// params: x, gamma, mean, invstd, y (the forward's output: the ReLU mask), dy, [prefix (its shape) with BN_CONCAT]
+//         -> dx (N,C,H,W), dgamma (C), dbeta (C), [the prefix's gradient (N,P,H,W)]
 int BN_NAME(backward)(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
-  if (!ghost_kernels::all_float32(nparam, dtypes)) return 1;
+  if (!ghost_kernels::all_float32(nparam, dtypes) || nparam != 9 + 2 * CONCAT) return 1;
   auto in = [&](int i) { return static_cast<const float *>(params[i]); };
-  auto out = [&](int i) { return static_cast<float *>(params[i]); };
-  run(Backward{in(0), in(1), in(2), in(3), in(4), in(5), out(6), out(7), out(8), Shape(shapes[0])});
+  auto out = [&](int i) { return static_cast<float *>(params[i + CONCAT]); };
+  const Shape shape(shapes[0], CONCAT ? shapes[6][1] : 0);
+  run(Backward{in(0), in(1), in(2), in(3), in(4), in(5), out(6), out(7), out(8), shape});
+  if (CONCAT) copy_prefix(shape, in(5), out(9), false);
   return 0;
 }
 
