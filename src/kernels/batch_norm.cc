@@ -248,28 +248,37 @@ struct Backward {
   }
 };
 
-// Runs work.channel(ch) for every channel, or work.block over ranges of channels for small planes.
+// The prefix's channels [first, last) of every image, between y's layout (prefix + c channels) and the prefix's
+// own: forward from the prefix into y, backward from dy into the prefix's gradient.
+struct PrefixCopy {
+  const float *from = nullptr;
+  float *to = nullptr;
+  bool into_y = true;
+  void operator()(const Shape &s, int64_t first, int64_t last) const {
+    const int64_t prefix_image = s.prefix * s.plane;
+    for (int64_t b = 0; b < s.n; ++b) {
+      const float *source = from + b * (into_y ? prefix_image : s.out_image()) + first * s.plane;
+      std::copy(source, source + (last - first) * s.plane,
+                to + b * (into_y ? s.out_image() : prefix_image) + first * s.plane);
+    }
+  }
+};
+
+// Runs work.channel(ch) for every channel, or work.block over ranges of channels for small planes; with a `copy`,
+// the prefix's channels first, in the same call (one wake-up of the threads).
 template <typename Work>
-void run(const Work &work) {
+void run(const Work &work, const PrefixCopy &copy = {}) {
   const Shape &s = work.s;
-  ghost_kernels::parallel_for(s.c, s.n * s.c * s.plane, [&](int64_t first, int64_t last) {
+  const int64_t copies = copy.from ? s.prefix : 0;
+  ghost_kernels::parallel_for(copies + s.c, s.n * (copies + s.c) * s.plane, [&](int64_t first, int64_t last) {
+    if (first < copies) copy(s, first, std::min(last, copies));
+    first = std::max<int64_t>(first - copies, 0), last -= copies;
+    if (last <= first) return;
     if (s.small()) {
       work.block(first, last);
       return;
     }
     for (int64_t ch = first; ch < last; ++ch) work.channel(ch);
-  });
-}
-
-// The first `prefix` channels of every image, between y's layout (prefix + c channels) and the prefix's own:
-// forward the prefix into y, backward dy's part into the prefix's gradient.
-void copy_prefix(const Shape &s, const float *from, float *to, bool into_y) {
-  const int64_t size = s.prefix * s.plane;
-  ghost_kernels::parallel_for(s.n, s.n * size, [&](int64_t first, int64_t last) {
-    for (int64_t b = first; b < last; ++b) {
-      const float *source = from + b * (into_y ? size : s.out_image());
-      std::copy(source, source + size, to + b * (into_y ? s.out_image() : size));
-    }
   });
 }
 
@@ -287,8 +296,8 @@ int BN_NAME(forward)(int nparam, void **params, int *, int64_t **shapes, const c
   auto in = [&](int i) { return static_cast<const float *>(params[i + CONCAT]); };
   auto out = [&](int i) { return static_cast<float *>(params[i + CONCAT]); };
   const Shape shape(shapes[CONCAT], CONCAT ? shapes[0][1] : 0);
-  if (CONCAT) copy_prefix(shape, static_cast<const float *>(params[0]), out(6), true);
-  run(Forward{in(0), in(1), in(2), in(5), out(3), out(4), out(6), out(7), out(8), out(9), shape});
+  run(Forward{in(0), in(1), in(2), in(5), out(3), out(4), out(6), out(7), out(8), out(9), shape},
+      CONCAT ? PrefixCopy{static_cast<const float *>(params[0]), out(6), true} : PrefixCopy{});
   return 0;
 }
 
@@ -299,8 +308,8 @@ int BN_NAME(backward)(int nparam, void **params, int *, int64_t **shapes, const 
   auto in = [&](int i) { return static_cast<const float *>(params[i]); };
   auto out = [&](int i) { return static_cast<float *>(params[i + CONCAT]); };
   const Shape shape(shapes[0], CONCAT ? shapes[6][1] : 0);
-  run(Backward{in(0), in(1), in(2), in(3), in(4), in(5), out(6), out(7), out(8), shape});
-  if (CONCAT) copy_prefix(shape, in(5), out(9), false);
+  run(Backward{in(0), in(1), in(2), in(3), in(4), in(5), out(6), out(7), out(8), shape},
+      CONCAT ? PrefixCopy{in(5), out(9), false} : PrefixCopy{});
   return 0;
 }
 
