@@ -21,9 +21,12 @@ from src.deploy import prepare_for_inference
 from src.kernels import (AllFinite, BatchNorm2d, ChannelScale, DepthwiseConv2d, PointwiseConv2d, StemConv2d,
                          accelerate, build, fused_copy, kernels_usable)
 from src.kernels.depthwise import STEM_MAX_CHANNELS
+from src.kernels.ghost_module import FusedGhostModule
 from src.kernels.matmul import MatMulGlobalAvgPool
 from src.models import ScaleChannels, create_model
 from src.models.ghostnet import BlockSpec, GhostNet
+from src.models.layers import GhostModule
+from src.surgery import clear_compile_caches
 
 pytestmark = pytest.mark.skipif(not kernels_usable(), reason="custom kernels need the CPU target and a C++ compiler")
 
@@ -393,6 +396,28 @@ def test_inference_form_runs_relus_inside_the_convs_and_recompiles():
     assert type(cells["blocks.3.0.se.act1"]) is nn.Identity and type(cells["blocks.3.0.se.pool"]) is MatMulGlobalAvgPool
     assert "blocks.0.0.ghost2.primary_conv.0" not in with_relu  # the second Ghost module has no activation
     assert cells["conv_stem"].relu is True and type(cells["act1"]) is nn.Identity  # the stem kernel's ReLU
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+def test_ghost_modules_run_in_one_kernel_in_the_inference_form(graph):
+    """After BN folding and the pass, every Ghost module of a GhostNet runs its 1x1 conv, depthwise conv and their
+    concatenation in one kernel (with and without the ReLUs, batch of 3): the network's output is bit for bit that
+    of the same kernels launched one by one with MindSpore's Concat, and training mode leaves the kernel."""
+    net = _with_random_statistics(create_model("ghostnet_050", **TINY))
+    x = ms.Tensor(np.random.default_rng(6).standard_normal((3, 1, 32, 32)).astype(np.float32))
+    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
+    prepare_for_inference(net, x)
+    accelerate(net, x)
+    modules = [cell for _, cell in net.cells_and_names() if isinstance(cell, GhostModule)]
+    assert len(modules) == 32 and all(type(m) is FusedGhostModule and m.inference is not None for m in modules)
+    assert {m.primary_conv[0].relu for m in modules} == {False, True}
+    fused = net(x).asnumpy()
+    for module in modules:
+        module.inference = None
+    clear_compile_caches(net)
+    np.testing.assert_array_equal(fused, net(x).asnumpy())
+    net.set_train(True)
+    assert net(x).shape == fused.shape  # the training graph: the modules' cells, not the inference kernel
 
 
 def test_the_pass_follows_the_config():

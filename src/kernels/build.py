@@ -29,10 +29,11 @@ class KernelBuildError(RuntimeError):
     """The C++ kernels could not be compiled (no compiler, or a compile error)."""
 
 
-def build_library(source: str, name: str, defines: dict) -> str:
-    """Path of `source` (a file of this package) compiled with `-D` `defines` into lib `name`, built if needed."""
+def build_library(source: str, name: str, defines: dict, includes: tuple = ()) -> str:
+    """Path of `source` (a file of this package) compiled with `-D` `defines` into lib `name`, built if needed.
+    `includes`: the other files of this package that `source` includes (they are part of the library's hash)."""
     digest = hashlib.sha256(" ".join(sorted(cpu_flags())).encode())  # -march=native depends on the CPU
-    for file in (source, *_HEADERS):
+    for file in (source, *_HEADERS, *includes):
         with open(os.path.join(_HERE, file), "rb") as f:
             digest.update(f.read())
     path = os.path.join(_CACHE_DIR, f"{name}_{digest.hexdigest()[:12]}.so")
@@ -83,6 +84,14 @@ def depthwise_name(geometry) -> str:
 def depthwise_library(geometry) -> str:
     """The depthwise-conv library for (kh, kw, sh, sw, ph, pw)."""
     return build_library("depthwise_conv.cc", depthwise_name(geometry), _depthwise_defines(geometry))
+
+
+def ghost_module_library(geometry) -> str:
+    """The Ghost module inference library for the cheap conv's (kh, kw, sh, sw, ph, pw): its 1x1 conv and depthwise
+    conv in one launch (ghost_module.cc, which includes both kernels' sources)."""
+    name = f"ghost_{depthwise_name(geometry)}"
+    return build_library("ghost_module.cc", name, {**_depthwise_defines(geometry), "DW_NAME(fn)": f"{name}_##fn"},
+                         includes=("pointwise_conv.cc", "depthwise_conv.cc"))
 
 
 def pointwise_library() -> str:

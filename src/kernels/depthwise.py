@@ -59,8 +59,9 @@ class _KernelConv2d(nn.Conv2d):
         sh, sw = self.stride
         top, bottom, left, right = (self.padding,) * 4 if isinstance(self.padding, int) else self.padding
         self.custom = self.inference_bias = self.inference_bias_relu = None
+        self.geometry = (kh, kw, sh, sw, top, left)  # the kernels' (kernel, stride, padding)
         if top == bottom and left == right and tuple(self.dilation) in ((1, 1), (1, 1, 1, 1)) and kernels_usable():
-            self.custom, self.inference_bias, self.inference_bias_relu = _conv_ops((kh, kw, sh, sw, top, left), kind)
+            self.custom, self.inference_bias, self.inference_bias_relu = _conv_ops(self.geometry, kind)
 
     def construct(self, x):
         if self.custom is None:

@@ -1,7 +1,8 @@
 """The CPU speed-up pass: `accelerate(net, sample)` swaps a built network's MindSpore cells for their CPU forms
 in place (src/surgery.py), recognising them by type: depthwise, 1x1 stride-1 and few-input-channel (stem)
 `nn.Conv2d`, `nn.BatchNorm2d`, `src.models.GlobalAvgPool` / `ScaleChannels`, and a ReLU that alone reads one of those
-outputs (fused into it); then a Ghost module whose cheap maps end in such a BN has the BN write its concatenation.
+outputs (fused into it); then Ghost modules write their concatenation in place (ghost_module.py): from the cheap
+maps' BN kernel in training, from one kernel running both convs in the inference form.
 
 Each form subclasses the cell it replaces, computes its function and takes over its Parameter objects, so names,
 values, checkpoints and the random initialisation stay the plain model's: run it before building the optimizer.
@@ -10,7 +11,7 @@ import mindspore.nn as nn
 
 from src.kernels.batch_norm import BatchNorm2d
 from src.kernels.depthwise import STEM_MAX_CHANNELS, DepthwiseConv2d, StemConv2d
-from src.kernels.ghost_module import ConcatGhostModule
+from src.kernels.ghost_module import FusedGhostModule
 from src.kernels.channel_scale import ChannelScale
 from src.kernels.matmul import MatMulGlobalAvgPool
 from src.kernels.pointwise import PointwiseConv2d
@@ -43,8 +44,8 @@ def accelerate(net, sample):
         if getattr(fast, "relu", False):
             replace_cell(net, relus[name], nn.Identity())
     for name, cell in list(net.cells_and_names()):  # fusions over the swapped cells
-        if ConcatGhostModule.fits(cell):
-            replace_cell(net, name, ConcatGhostModule(cell))
+        if FusedGhostModule.fits(cell):
+            replace_cell(net, name, FusedGhostModule(cell))
     clear_compile_caches(net)
     return net
 
