@@ -68,6 +68,16 @@ def replace_cell(net, path, new_cell):
         param.name = names[id(param)]
 
 
+def adopt_cells(cell, module, names):
+    """Give `cell` (a fresh nn.Cell) the child cells `names` of `module`, keeping their parameters' names: a fused
+    form of `module` that holds its cells, so nothing is built or drawn at random."""
+    param_names = {id(param): param.name for param in module.get_parameters()}
+    for name in names:
+        setattr(cell, name, getattr(module, name))
+    for param in cell.get_parameters():  # attaching the cells renamed them relative to `cell`
+        param.name = param_names[id(param)]
+
+
 def clear_compile_caches(net):
     """After a change: graph mode would otherwise rerun a graph compiled before it."""
     for _, cell in net.cells_and_names():

@@ -22,10 +22,11 @@ from src.kernels import (AllFinite, BatchNorm2d, ChannelScale, DepthwiseConv2d, 
                          accelerate, build, fused_copy, kernels_usable)
 from src.kernels.depthwise import STEM_MAX_CHANNELS
 from src.kernels.ghost_module import FusedGhostModule
+from src.kernels.squeeze_excite import FusedSqueezeExcite
 from src.kernels.matmul import MatMulGlobalAvgPool
 from src.models import ScaleChannels, create_model
 from src.models.ghostnet import BlockSpec, GhostNet
-from src.models.layers import GhostModule
+from src.models.layers import GhostModule, SqueezeExcite
 from src.surgery import clear_compile_caches
 
 pytestmark = pytest.mark.skipif(not kernels_usable(), reason="custom kernels need the CPU target and a C++ compiler")
@@ -418,6 +419,29 @@ def test_ghost_modules_run_in_one_kernel_in_the_inference_form(graph):
     np.testing.assert_array_equal(fused, net(x).asnumpy())
     net.set_train(True)
     assert net(x).shape == fused.shape  # the training graph: the modules' cells, not the inference kernel
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+def test_squeeze_excite_runs_in_one_kernel_in_eval_mode(graph):
+    """After the pass an SE block's eval mode is one kernel (pooling, both convs, ReLU, hard-sigmoid gate, scaling):
+    output and gradients (input, both convs' weights and biases) as MindSpore's ops give them, on maps below, at and
+    above the 16 vector lanes, batches of 1 and 3; training mode runs the cells."""
+    rng = np.random.default_rng(7)
+    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
+    for shape, reduced in [((1, 24, 1, 1), 8), ((3, 20, 4, 4), 8), ((3, 16, 9, 7), 4), ((1, 40, 28, 28), 12)]:
+        plain = nn.SequentialCell([SqueezeExcite(shape[1], reduced)])
+        for param in plain.get_parameters():
+            param.set_data(ms.Tensor(rng.normal(0.0, 1.0, param.shape).astype(np.float32)))
+        fast = nn.SequentialCell([SqueezeExcite(shape[1], reduced)])
+        ms.load_param_into_net(fast, {p.name: ms.Parameter(p.data.copy(), p.name) for p in plain.get_parameters()})
+        x = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
+        accelerate(fast, x)
+        assert type(fast[0]) is FusedSqueezeExcite
+        upstream = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
+        for training in (False, True):
+            got, want = (_forward_and_grads(net.set_train(training), x, upstream, graph) for net in (fast, plain))
+            for index, (a, b) in enumerate(zip(got, want)):
+                assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max()), (shape, training, index)
 
 
 def test_the_pass_follows_the_config():

@@ -94,6 +94,11 @@ def ghost_module_library(geometry) -> str:
                          includes=("pointwise_conv.cc", "depthwise_conv.cc"))
 
 
+def squeeze_excite_library() -> str:
+    """The SE inference library (squeeze_excite.cc, which includes pointwise_conv.cc)."""
+    return build_library("squeeze_excite.cc", "squeeze_excite", {}, includes=("pointwise_conv.cc",))
+
+
 def pointwise_library() -> str:
     """The 1x1 conv + bias (+ ReLU) inference library (no geometry: one build)."""
     return build_library("pointwise_conv.cc", "pointwise", {})

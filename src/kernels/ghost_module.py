@@ -13,6 +13,7 @@ from src.kernels.build import ghost_module_library, keep_float32
 from src.kernels.depthwise import DepthwiseConv2d
 from src.kernels.pointwise import PointwiseConv2d
 from src.models.layers import GhostModule
+from src.surgery import adopt_cells
 
 
 def _inference_ops(geometry):
@@ -36,17 +37,11 @@ class FusedGhostModule(GhostModule):
     `fits(module)` says whether either fusion applies."""
 
     def __init__(self, module):
-        nn.Cell.__init__(self)  # the cells are `module`'s: nothing is built or drawn
-        names = {id(param): param.name for param in module.get_parameters()}
-        self.out_channels = module.out_channels
-        self.needs_slice = module.needs_slice
-        self.has_attention = module.has_attention
-        self.primary_conv = module.primary_conv
-        self.cheap_operation = module.cheap_operation
-        if module.has_attention:
-            self.short_conv = module.short_conv
-        for param in self.get_parameters():  # attaching the cells renamed them relative to this one
-            param.name = names[id(param)]
+        nn.Cell.__init__(self)
+        attention = ("short_conv",) if module.has_attention else ()
+        adopt_cells(self, module, ("primary_conv", "cheap_operation") + attention)
+        self.out_channels, self.needs_slice, self.has_attention = (module.out_channels, module.needs_slice,
+                                                                   module.has_attention)
         self.concat_in_bn = self._concat_in_bn(module)
         if self.concat_in_bn:
             self.cheap_operation[1].enable_concat()

@@ -2,7 +2,8 @@
 in place (src/surgery.py), recognising them by type: depthwise, 1x1 stride-1 and few-input-channel (stem)
 `nn.Conv2d`, `nn.BatchNorm2d`, `src.models.GlobalAvgPool` / `ScaleChannels`, and a ReLU that alone reads one of those
 outputs (fused into it); then Ghost modules write their concatenation in place (ghost_module.py): from the cheap
-maps' BN kernel in training, from one kernel running both convs in the inference form.
+maps' BN kernel in training, from one kernel running both convs in the inference form; and an SE block runs in
+one kernel in eval mode.
 
 Each form subclasses the cell it replaces, computes its function and takes over its Parameter objects, so names,
 values, checkpoints and the random initialisation stay the plain model's: run it before building the optimizer.
@@ -15,6 +16,7 @@ from src.kernels.ghost_module import FusedGhostModule
 from src.kernels.channel_scale import ChannelScale
 from src.kernels.matmul import MatMulGlobalAvgPool
 from src.kernels.pointwise import PointwiseConv2d
+from src.kernels.squeeze_excite import FusedSqueezeExcite
 from src.models import GlobalAvgPool, ScaleChannels
 from src.surgery import Trace, clear_compile_caches, replace_cell
 
@@ -44,8 +46,9 @@ def accelerate(net, sample):
         if getattr(fast, "relu", False):
             replace_cell(net, relus[name], nn.Identity())
     for name, cell in list(net.cells_and_names()):  # fusions over the swapped cells
-        if FusedGhostModule.fits(cell):
-            replace_cell(net, name, FusedGhostModule(cell))
+        for fused in (FusedGhostModule, FusedSqueezeExcite):
+            if fused.fits(cell):
+                replace_cell(net, name, fused(cell))
     clear_compile_caches(net)
     return net
 
