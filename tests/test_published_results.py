@@ -1,6 +1,7 @@
 """The figures published in README.md and docs/results/ are the ones in the run records kept beside them: a table
 edited by hand, or a record replaced without its table, fails here."""
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -95,7 +96,7 @@ def test_results_page_is_remade_from_its_record(tmp_path, name):
 
 CPU_FIGURES = {  # README's main-job figure per CPU, in its order -> the record of that host's run, if kept
     "AMD EPYC (Zen 5; the results page's run)": "ghostnet_100_fashion_mnist",
-    "AMD EPYC (Zen 5, before 515658d)": None,
+    "AMD EPYC (Zen 5, before 2c0eee3)": None,
     "AMD EPYC (Zen 5, before 73c1b8a)": None,
     "AMD EPYC (an earlier host)": None,
     "Intel Xeon (AVX-512)": "ghostnet_100_fashion_mnist_intel_xeon",
@@ -126,9 +127,9 @@ def test_readme_main_job_pipeline_and_cpu_figures_are_their_records():
     assert f"| ours | {ours:.0f} |" in _read(os.path.join(RESULTS, "data_pipeline.md"))
 
 
-README_CPU_RUN = "stem_kernel_rounds1_amd_epyc"  # the run README's CPU table quotes
+README_CPU_RUN = "fused_rounds3_amd_epyc"  # the run README's CPU table quotes
 CPU_RECORD = os.path.join(RESULTS, "cpu_performance", f"{README_CPU_RUN}.json")
-SERVING_PROFILE = os.path.join(RESULTS, "cpu_performance", "profile_stem_kernel_amd_epyc.json")
+SERVING_PROFILE = os.path.join(RESULTS, "cpu_performance", "profile_fused_amd_epyc.json")
 PROFILE_RECORD = os.path.join(RESULTS, "cpu_performance", "profile_amd_epyc.json")
 CPU_ROWS = {  # README's CPU table: row -> (workload, this repo's runtime in the record)
     "inference bs 1 @224 (inference form)": ("infer_224", "MindSpore graph, BN folded"),
@@ -179,7 +180,8 @@ def test_readme_cpu_table_rows_are_their_record_against_pytorch_at_its_best():
 
 
 @pytest.mark.parametrize("record", ["pytorch_settings_amd_epyc", "bn_vector_sums_rounds3_amd_epyc",
-                                    "stem_kernel_avx512_rounds3_amd_epyc", README_CPU_RUN])
+                                    "stem_kernel_avx512_rounds3_amd_epyc", "stem_kernel_rounds1_amd_epyc",
+                                    README_CPU_RUN])
 def test_cpu_page_table_is_the_run_as_printed_and_its_record(record):
     printed = _read(os.path.join(RESULTS, "cpu_performance", f"{record}.txt"))
     table_lines = [line for line in printed.split("\n") if line.startswith("|")]
@@ -204,18 +206,25 @@ def test_cpu_page_before_and_after_rows_are_their_record(record, before_commit, 
         def cell(run):
             rounds = ", ".join(f"{value:.0f}" if workload == "train_32" else f"{value:.1f}" for value in run["rounds"])
             return f"{run['images_per_s']:.1f} ({rounds})"
-        assert rows[workload][:5] == [cell(after), cell(before), f"{after['images_per_s'] / before['images_per_s']:.2f}",
+        speedup = f"{after['images_per_s'] / before['images_per_s']:.2f}"
+        assert rows[workload][:5] == [cell(after), cell(before), speedup,
                                       f"{after['compile_s']:.1f} / {before['compile_s']:.1f}",
                                       f"{after['peak_rss_mib']:.0f} / {before['peak_rss_mib']:.0f}"], workload
 
 
-def test_cpu_page_lockstep_rows_are_their_record():
-    """The lockstep table on the page: each row's times and ratios (wall and CPU) are the record's."""
-    record = _json(os.path.join(RESULTS, "cpu_performance", "stem_kernel_avx512_lockstep_amd_epyc.json"))
-    runs = {(r["workload"], r["runtime"]): r["lockstep"] for r in record if "lockstep" in r}
-    assert len(runs) == 4
+@pytest.mark.parametrize("record", [
+    "stem_kernel_avx512_lockstep_amd_epyc", "channel_scale_lockstep_amd_epyc", "ghost_concat_lockstep_amd_epyc",
+    "ghost_concat_lockstep_train_32_again_amd_epyc", "ghost_concat_one_call_lockstep_amd_epyc",
+    "ghost_module_inference_lockstep_amd_epyc", "squeeze_excite_inference_lockstep_amd_epyc"])
+def test_cpu_page_lockstep_rows_are_their_record(record):
+    """Each lockstep table on the page (the first table after the command that wrote its record): every row's
+    times and ratios (wall and CPU) are the record's, and every lockstep run of the record has its row."""
+    runs = {(r["workload"], r["runtime"]): r["lockstep"] for r in
+            _json(os.path.join(RESULTS, "cpu_performance", f"{record}.json")) if "lockstep" in r}
     page = _read(os.path.join(RESULTS, "cpu_performance.md"))
-    lines = [line for line in page.split("\n") if line.startswith("| ") and line.endswith(" | 60 |")]
+    after_command = page[page.index(f"--json docs/results/cpu_performance/{record}.json"):].split("\n")
+    start = next(index for index, line in enumerate(after_command) if line.startswith("| workload | runtime |"))
+    lines = list(itertools.takewhile(lambda line: line.startswith("|"), after_command[start + 2:]))
     assert len(lines) == len(runs)
     for line in lines:
         workload, runtime, times, ratio, cpu_times, cpu_ratio, pairs = [c.strip() for c in line.strip("|").split("|")]
@@ -227,10 +236,12 @@ def test_cpu_page_lockstep_rows_are_their_record():
             str(f["pairs"])], line
 
 
-def test_cpu_page_profile_rows_are_the_profile_record():
-    profiles = _json(PROFILE_RECORD)["profiles"]
+@pytest.mark.parametrize("record,header", [(PROFILE_RECORD, "| call | ms per call (no profiler) |"),
+                                           (SERVING_PROFILE, "| call, on aa05a45 | ms per call (no profiler) |")])
+def test_cpu_page_profile_rows_are_the_profile_record(record, header):
+    profiles = _json(record)["profiles"]
     page = _read(os.path.join(RESULTS, "cpu_performance.md"))
-    rows = _table_rows(page, "| call | ms per call (no profiler) |")
+    rows = _table_rows(page, header)
     for label, workload in (("training step, bs 128 @32", "train_32"), ("training step, bs 32 @224", "train_224"),
                             ("inference bs 1 @224, inference form", "infer_224")):
         p = profiles[workload]
