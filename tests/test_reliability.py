@@ -31,6 +31,7 @@ from src.engine.optim import create_optimizer
 from src.engine.run_state import RunCheckpoints, TrainingState
 from src.engine.step_values import PendingSteps
 from src.engine.train_step import TrainStep, create_loss_scaler
+from src.engine.trainer import Trainer
 from tests.data_fixtures import make_idx_dataset, make_image_folder, make_oxford_pets, write_idx
 from tests.engine_fixtures import TinyNet, tiny_config, write_config
 
@@ -439,6 +440,29 @@ def test_sigkill_resumes_from_the_last_good_step_checkpoint_with_the_same_weight
     out = capsys.readouterr().out
     assert f"resumed from {run / 'epoch_0001_step_0003.ckpt'}: 1 of 2 epochs done, 3 of 12 steps into epoch 2" in out
     _assert_same_weights(run, uninterrupted)
+
+
+def test_a_failure_in_validation_loses_no_training(tmp_path, monkeypatch, capsys, uninterrupted):
+    """The epoch's training state is on disk before its validation starts: validation failing in epoch 1 leaves a
+    checkpoint with all of epoch 1's batches done; the resumed run validates epoch 1 and ends as an uninterrupted
+    one, and the epoch's checkpoint then replaces the one taken before validation."""
+    real_validate = Trainer._validate
+
+    def failing(self):
+        raise RuntimeError("validation died")
+
+    monkeypatch.setattr(Trainer, "_validate", failing)
+    config = write_config(tiny_config(tmp_path, **_COMMON), tmp_path / "cfg.yaml")
+    with pytest.raises(RuntimeError, match="validation died"):
+        train.main(["--config", config])
+    run = tmp_path / "run"
+    assert RunCheckpoints(str(run), 3).resumable() == [str(run / "epoch_0000_step_0012.ckpt")]
+    monkeypatch.setattr(Trainer, "_validate", real_validate)
+    train.main(["--config", config, "--resume", "auto"])
+    out = capsys.readouterr().out
+    assert "0 of 2 epochs done, 12 of 12 steps into epoch 1" in out and "epoch 1/2 done" in out
+    _assert_same_weights(run, uninterrupted)
+    assert not list(run.glob("epoch_*_step_*.ckpt"))
 
 
 def test_sigint_in_the_last_step_of_an_epoch_resumes_into_its_validation(tmp_path, monkeypatch, capsys,

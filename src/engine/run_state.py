@@ -99,5 +99,11 @@ class RunCheckpoints:
             os.remove(old)
         return path
 
+    def drop_step(self, epoch: int, epoch_step: int):
+        """Delete `epoch_NNNN_step_SSSS.ckpt` if there is one (superseded by a later checkpoint of the same state)."""
+        path = os.path.join(self.directory, f"epoch_{epoch:04d}_step_{epoch_step:04d}.ckpt")
+        if os.path.exists(path):
+            os.remove(path)
+
     def save_best(self, weights: dict, **meta):
         save_checkpoint(self.best_path, weights, meta)

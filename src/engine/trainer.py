@@ -126,6 +126,9 @@ class Trainer:
                 self.log(f"saved {self._save_progress(epoch, progress, started)}")
         if self.signals.received is not None:  # arrived during the last step: validation and the epoch's end to do
             self._interrupt(epoch, progress, started)
+        if (first < steps and self.cadence.validation(epoch) and not self.cadence.step_checkpoint(epoch, steps - 1)
+                and not self.nonfinite.length and self.dist.is_main):
+            self._save_progress(epoch, progress, started)  # a failure in validation must not cost the epoch's training
         seconds = max(time.perf_counter() - started, 1e-9)
         return {"epoch": epoch + 1, "lr": float(self.lr_schedule[(epoch + 1) * steps - 1]),
                 **progress.figures(self.cfg.batch_size), "train_time_s": progress.seconds + seconds,
@@ -226,4 +229,5 @@ class Trainer:
             self.checkpoints.save_best(weights, epoch=epoch + 1, val_top1=self.best_top1, **self.run_meta)
         if self.cadence.epoch_checkpoint(epoch):
             path = self.checkpoints.save_epoch(self.state, epoch + 1, best_top1=self.best_top1, **self.run_meta)
+            self.checkpoints.drop_step(epoch, self.train_data.steps_per_epoch)  # the same state, before validation
             self.log(f"saved {path}")
