@@ -181,7 +181,7 @@ def test_readme_cpu_table_rows_are_their_record_against_pytorch_at_its_best():
 
 @pytest.mark.parametrize("record", ["pytorch_settings_amd_epyc", "bn_vector_sums_rounds3_amd_epyc",
                                     "stem_kernel_avx512_rounds3_amd_epyc", "stem_kernel_rounds1_amd_epyc",
-                                    README_CPU_RUN])
+                                    "before_after_7ce8c4b_amd_epyc", README_CPU_RUN])
 def test_cpu_page_table_is_the_run_as_printed_and_its_record(record):
     printed = _read(os.path.join(RESULTS, "cpu_performance", f"{record}.txt"))
     table_lines = [line for line in printed.split("\n") if line.startswith("|")]
