@@ -120,8 +120,10 @@ def test_a_cluster_and_its_processes_are_removed_however_its_maker_ends(cluster_
     maker, cluster_id = cluster_maker(ending)
     names = cluster_module.cluster_namespaces()[cluster_id]
     assert sorted(names) == [f"gn{cluster_id}br", f"gn{cluster_id}h0", f"gn{cluster_id}h1"]
-    inside = subprocess.run(["ip", "netns", "pids", f"gn{cluster_id}h1"], capture_output=True,
-                            text=True).stdout.split()
+    deadline = time.monotonic() + 10  # Popen returns before `ip netns exec` has entered the namespace
+    while not (inside := subprocess.run(["ip", "netns", "pids", f"gn{cluster_id}h1"], capture_output=True,
+                                        text=True).stdout.split()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert inside  # the sleep (and at first the shell that sets the host name)
     if ending != "raise":
         maker.send_signal({"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[ending])
