@@ -21,11 +21,12 @@ from src.deploy import prepare_for_inference
 from src.kernels import (AllFinite, BatchNorm2d, ChannelScale, DepthwiseConv2d, PointwiseConv2d, StemConv2d,
                          accelerate, build, fused_copy, kernels_usable)
 from src.kernels.depthwise import STEM_MAX_CHANNELS
+from src.kernels.ghost_bottleneck import FusedGhostBottleneck
 from src.kernels.ghost_module import FusedGhostModule
 from src.kernels.squeeze_excite import FusedSqueezeExcite
 from src.kernels.matmul import MatMulGlobalAvgPool
 from src.models import ScaleChannels, create_model
-from src.models.ghostnet import BlockSpec, GhostNet
+from src.models.ghostnet import BlockSpec, GhostBottleneck, GhostNet
 from src.models.layers import GhostModule, SqueezeExcite
 from src.surgery import clear_compile_caches
 
@@ -412,6 +413,9 @@ def test_ghost_modules_run_in_one_kernel_in_the_inference_form(graph):
     modules = [cell for _, cell in net.cells_and_names() if isinstance(cell, GhostModule)]
     assert len(modules) == 32 and all(type(m) is FusedGhostModule and m.inference is not None for m in modules)
     assert {m.primary_conv[0].relu for m in modules} == {False, True}
+    for block in _bottlenecks(net):  # the modules' own kernels, not the bottlenecks' (the next test)
+        block.inference = None
+    clear_compile_caches(net)
     fused = net(x).asnumpy()
     for module in modules:
         module.inference = None
@@ -419,6 +423,43 @@ def test_ghost_modules_run_in_one_kernel_in_the_inference_form(graph):
     np.testing.assert_array_equal(fused, net(x).asnumpy())
     net.set_train(True)
     assert net(x).shape == fused.shape  # the training graph: the modules' cells, not the inference kernel
+
+
+def _bottlenecks(net):
+    return [cell for _, cell in net.cells_and_names() if type(cell) is FusedGhostBottleneck]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+def test_ghost_bottlenecks_run_in_one_kernel_in_the_inference_form(graph):
+    """After BN folding and the pass, every GhostNet bottleneck runs in one kernel, in each of the six layouts a
+    GhostNet has (strided or not, with SE or not, identity or projection shortcut; batch of 3): the network's output
+    is bit for bit that of its Ghost modules', SE blocks' and convs' kernels launched one by one with MindSpore's
+    residual Adds, and training mode leaves the kernel. GhostNetV2's blocks with DFC attention and V3's blocks keep their own cells."""
+    net = _with_random_statistics(create_model("ghostnet_050", **TINY))
+    x = ms.Tensor(np.random.default_rng(8).standard_normal((3, 1, 32, 32)).astype(np.float32))
+    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
+    prepare_for_inference(net, x)
+    accelerate(net, x)
+    blocks = _bottlenecks(net)
+    assert len(blocks) == 16
+    assert {(b.has_dw, b.has_se, b.has_projection) for b in blocks} == {
+        (False, False, False), (False, False, True), (False, True, False), (False, True, True), (True, False, True),
+        (True, True, True)}
+    fused = net(x).asnumpy()
+    for block in blocks:
+        block.inference = None
+    clear_compile_caches(net)
+    np.testing.assert_array_equal(fused, net(x).asnumpy())
+    net.set_train(True)
+    assert net(x).shape == fused.shape
+    v2, v3 = (create_model(name, width=0.25, **TINY) for name in ("ghostnetv2_100", "ghostnetv3_050"))
+    for other in (v2, v3):
+        prepare_for_inference(other, x)
+        accelerate(other, x)
+    v2_blocks = [cell for _, cell in v2.cells_and_names() if isinstance(cell, GhostBottleneck)]
+    assert [type(b) is FusedGhostBottleneck for b in v2_blocks] == [not b.ghost1.has_attention for b in v2_blocks]
+    assert sum(type(b) is FusedGhostBottleneck for b in v2_blocks) == 2  # the first two have no DFC attention
+    assert not _bottlenecks(v3)
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])

@@ -94,6 +94,17 @@ def ghost_module_library(geometry) -> str:
                          includes=("pointwise_conv.cc", "depthwise_conv.cc"))
 
 
+def ghost_bottleneck_library(cheap_geometry, block_geometry) -> str:
+    """The GhostNet bottleneck inference library (ghost_bottleneck.cc) for the Ghost modules' cheap conv geometry and
+    the block's own depthwise conv geometry (the strided conv's or the shortcut's)."""
+    name = f"bottleneck_{depthwise_name(cheap_geometry)}_{depthwise_name(block_geometry)}"
+    block = {f"B{key}": value for key, value in _depthwise_defines(block_geometry).items() if key != "DW_NAME(fn)"}
+    return build_library("ghost_bottleneck.cc", name,
+                         {**_depthwise_defines(cheap_geometry), "DW_NAME(fn)": f"{name}_cheap_##fn", **block,
+                          "BDW_NAME(fn)": f"{name}_block_##fn"},
+                         includes=("ghost_module.cc", "squeeze_excite.cc", "pointwise_conv.cc", "depthwise_conv.cc"))
+
+
 def squeeze_excite_library() -> str:
     """The SE inference library (squeeze_excite.cc, which includes pointwise_conv.cc)."""
     return build_library("squeeze_excite.cc", "squeeze_excite", {}, includes=("pointwise_conv.cc",))

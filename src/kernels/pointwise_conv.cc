@@ -13,6 +13,9 @@
 //
 // Entry points follow MindSpore's AOT signature (inputs, then outputs):
 //   pw_bias(x, w, b) -> y      pw_bias_relu(x, w, b) -> y
+// Included by the fused kernels (ghost_module.cc, squeeze_excite.cc, both in ghost_bottleneck.cc): once per library.
+#ifndef GHOST_KERNELS_POINTWISE_CONV_CC
+#define GHOST_KERNELS_POINTWISE_CONV_CC
 #include "parallel.h"
 
 namespace {
@@ -160,3 +163,5 @@ int pw_bias_relu(int nparam, void **params, int *, int64_t **shapes, const char 
 }
 
 }  // extern "C"
+
+#endif  // GHOST_KERNELS_POINTWISE_CONV_CC

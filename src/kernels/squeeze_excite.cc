@@ -33,6 +33,25 @@ float hard_sigmoid(float v) { return std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 
 
 }  // namespace
 
+namespace squeeze_excite {
+
+// One image: out (C,P) = in * gate(in); out may be in (the gate is computed before the first write).
+void image(const float *in, int64_t channels, int64_t plane, const float *w1, const float *b1, int64_t reduced,
+           const float *w2, const float *b2, float *out) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < static_cast<size_t>(2 * channels + reduced)) buffer.resize(2 * channels + reduced);
+  float *pooled = buffer.data(), *hidden = pooled + channels, *gate = hidden + reduced;
+  for (int64_t c = 0; c < channels; ++c) pooled[c] = plane_mean(in + c * plane, plane);
+  pointwise_kernels::dot_products<true>(pooled, 1, w1, b1, channels, 0, reduced, hidden);
+  pointwise_kernels::dot_products<false>(hidden, 1, w2, b2, reduced, 0, channels, gate);
+  for (int64_t c = 0; c < channels; ++c) {
+    const float scale = hard_sigmoid(gate[c]);
+    for (int64_t i = 0; i < plane; ++i) out[c * plane + i] = in[c * plane + i] * scale;
+  }
+}
+
+}  // namespace squeeze_excite
+
 extern "C" {
 
 int se_forward(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *, void *) {
@@ -45,20 +64,9 @@ int se_forward(int nparam, void **params, int *, int64_t **shapes, const char **
   const auto *w2 = static_cast<const float *>(params[3]), *b2 = static_cast<const float *>(params[4]);
   auto *y = static_cast<float *>(params[5]);
   ghost_kernels::parallel_for(n, 2 * n * channels * (plane + reduced), [&](int64_t first, int64_t last) {
-    thread_local std::vector<float> buffer;
-    if (buffer.size() < static_cast<size_t>(2 * channels + reduced)) buffer.resize(2 * channels + reduced);
-    float *pooled = buffer.data(), *hidden = pooled + channels, *gate = hidden + reduced;
-    for (int64_t b = first; b < last; ++b) {
-      const float *in = x + b * channels * plane;
-      float *out = y + b * channels * plane;
-      for (int64_t c = 0; c < channels; ++c) pooled[c] = plane_mean(in + c * plane, plane);
-      pointwise_kernels::dot_products<true>(pooled, 1, w1, b1, channels, 0, reduced, hidden);
-      pointwise_kernels::dot_products<false>(hidden, 1, w2, b2, reduced, 0, channels, gate);
-      for (int64_t c = 0; c < channels; ++c) {
-        const float scale = hard_sigmoid(gate[c]);
-        for (int64_t i = 0; i < plane; ++i) out[c * plane + i] = in[c * plane + i] * scale;
-      }
-    }
+    for (int64_t b = first; b < last; ++b)
+      squeeze_excite::image(x + b * channels * plane, channels, plane, w1, b1, reduced, w2, b2,
+                            y + b * channels * plane);
   });
   return 0;
 }

@@ -2,8 +2,8 @@
 in place (src/surgery.py), recognising them by type: depthwise, 1x1 stride-1 and few-input-channel (stem)
 `nn.Conv2d`, `nn.BatchNorm2d`, `src.models.GlobalAvgPool` / `ScaleChannels`, and a ReLU that alone reads one of those
 outputs (fused into it); then Ghost modules write their concatenation in place (ghost_module.py): from the cheap
-maps' BN kernel in training, from one kernel running both convs in the inference form; and an SE block runs in
-one kernel in eval mode.
+maps' BN kernel in training, from one kernel running both convs in the inference form; an SE block runs in
+one kernel in eval mode; and in the inference form a GhostNet bottleneck runs in one kernel (ghost_bottleneck.py).
 
 Each form subclasses the cell it replaces, computes its function and takes over its Parameter objects, so names,
 values, checkpoints and the random initialisation stay the plain model's: run it before building the optimizer.
@@ -12,6 +12,7 @@ import mindspore.nn as nn
 
 from src.kernels.batch_norm import BatchNorm2d
 from src.kernels.depthwise import STEM_MAX_CHANNELS, DepthwiseConv2d, StemConv2d
+from src.kernels.ghost_bottleneck import FusedGhostBottleneck
 from src.kernels.ghost_module import FusedGhostModule
 from src.kernels.channel_scale import ChannelScale
 from src.kernels.matmul import MatMulGlobalAvgPool
@@ -20,6 +21,8 @@ from src.kernels.squeeze_excite import FusedSqueezeExcite
 from src.models import GlobalAvgPool, ScaleChannels
 from src.surgery import Trace, clear_compile_caches, replace_cell
 
+# A bottleneck fuses what the first stage fused inside it.
+_FUSION_STAGES = ((FusedGhostModule, FusedSqueezeExcite), (FusedGhostBottleneck,))
 _NO_INIT = dict(weight_init="zeros", bias_init="zeros")  # replaced by the plain cell's Parameters: no random draws
 
 
@@ -45,10 +48,11 @@ def accelerate(net, sample):
         replace_cell(net, name, fast)
         if getattr(fast, "relu", False):
             replace_cell(net, relus[name], nn.Identity())
-    for name, cell in list(net.cells_and_names()):  # fusions over the swapped cells
-        for fused in (FusedGhostModule, FusedSqueezeExcite):
-            if fused.fits(cell):
-                replace_cell(net, name, fused(cell))
+    for fusions in _FUSION_STAGES:  # fusions over the swapped cells, a stage over the one before it
+        for name, cell in list(net.cells_and_names()):
+            for fused in fusions:
+                if fused.fits(cell):
+                    replace_cell(net, name, fused(cell))
     clear_compile_caches(net)
     return net
 
