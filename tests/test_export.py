@@ -17,7 +17,7 @@ import mindspore.nn as nn
 import export
 from export import ExportError, main as export_main
 from src.checkpoint import CheckpointError
-from src.deploy import ExportedModelError, fold_batchnorm, load_exported, prepare_for_inference
+from src.deploy import ExportedModelError, fold_batchnorm, load_exported, prepare_for_inference, serving_function
 from src.models import create_model, list_models, model_info
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,6 +98,28 @@ def test_folding_a_compiled_graph_recompiles():
     assert np.abs(logits(net, x) - before).max() <= 1e-5
     assert not [name for name, cell in net.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
     assert not [name for name, cell in net.cells_and_names() if type(cell).__module__.startswith("src.kernels")]
+
+
+def test_serving_function_runs_the_same_graph_without_walking_the_cells(monkeypatch):
+    """The serving function of an inference form answers bit for bit as calling the cell does (batches of 1 and 3,
+    graph mode), and its calls skip the cell call's per-call walk that sets every sub-cell's compile phase (why it
+    exists: src/deploy/serving.py)."""
+    net = random_bn_statistics(create_model("ghostnet_050", **SMALL))
+    mindspore.set_context(mode=mindspore.GRAPH_MODE)
+    prepare_for_inference(net, mindspore.Tensor(images(1)))
+    serve = serving_function(net)
+    phase_sets = []
+    setter = nn.Cell.compile_phase.fset
+    monkeypatch.setattr(nn.Cell, "compile_phase", property(
+        nn.Cell.compile_phase.fget, lambda cell, value: (phase_sets.append(cell), setter(cell, value))))
+    for batch in (1, 3):
+        x = mindspore.Tensor(images(batch, seed=batch))
+        np.testing.assert_array_equal(serve(x).asnumpy(), net(x).asnumpy())
+        del phase_sets[:]
+        serve(x).asnumpy()
+        assert not phase_sets
+        net(x).asnumpy()
+        assert len(phase_sets) >= len(list(net.cells_and_names()))
 
 
 class _NotFoldable(nn.Cell):
