@@ -25,6 +25,7 @@ from src.kernels.ghost_bottleneck import FusedGhostBottleneck
 from src.kernels.ghost_module import FusedGhostModule
 from src.kernels.squeeze_excite import FusedSqueezeExcite
 from src.kernels.matmul import MatMulGlobalAvgPool
+from src.kernels.pointwise import KernelDense
 from src.models import ScaleChannels, create_model
 from src.models.ghostnet import BlockSpec, GhostBottleneck, GhostNet
 from src.models.layers import GhostModule, SqueezeExcite
@@ -233,6 +234,10 @@ def _mean_over_map(x):
     return ms.ops.mean(x, (2, 3), True)
 
 
+def _flat_mean_over_map(x):
+    return ms.ops.mean(x, (2, 3), False)
+
+
 def _product(x, scale):
     return x * scale
 
@@ -262,6 +267,36 @@ def test_matmul_forms_match_the_ops_they_replace(graph, size):
         assert len(got) == len(want), layer
         for a, b in zip(got, want):
             assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max()), layer
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+def test_eval_mode_kernels_of_dense_and_global_pooling_match_mindspore(graph):
+    """In eval mode KernelDense and MatMulGlobalAvgPool run kernels (dense_bias, global_mean): outputs and gradients
+    (input, weight, bias) as nn.Dense and ops.mean give them, at batches 1 and 3, widths around the 16 lanes and
+    maps below and above them; both pooling shapes (keep_dims or not)."""
+    rng = np.random.default_rng(3)
+    for batch, inputs, outputs, size in [(1, 40, 24, 7), (3, 17, 5, 2), (1, 1280, 100, 1)]:
+        dense, plain = KernelDense(inputs, outputs), ms.nn.Dense(inputs, outputs)
+        assert dense.inference is not None
+        for ours, theirs in zip(dense.get_parameters(), plain.get_parameters()):
+            value = rng.standard_normal(theirs.shape).astype(np.float32)
+            theirs.set_data(ms.Tensor(value))
+            ours.set_data(ms.Tensor(value))
+        x = ms.Tensor(rng.standard_normal((batch, inputs)).astype(np.float32))
+        upstream = ms.Tensor(rng.standard_normal((batch, outputs)).astype(np.float32))
+        pairs = [(_value_and_grads(net.set_train(False), (x,), upstream, graph) for net in (dense, plain))]
+        maps = ms.Tensor(rng.standard_normal((batch, outputs, size, size)).astype(np.float32))
+        for keep_dims in (True, False):
+            pool = MatMulGlobalAvgPool(keep_dims).set_train(False)
+            upstream = ms.Tensor(rng.standard_normal((batch, outputs) + (1, 1) * keep_dims).astype(np.float32))
+            mean = _mean_over_map if keep_dims else _flat_mean_over_map
+            pairs.append((_value_and_grads(pool, (maps,), upstream, graph),
+                          _value_and_grads(mean, (maps,), upstream, graph)))
+        for got, want in pairs:
+            got, want = list(got), list(want)
+            assert len(got) == len(want)
+            for a, b in zip(got, want):
+                assert a.shape == b.shape and _relative_error(a, b) <= 1e-5, (batch, inputs, size)
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])

@@ -1,6 +1,6 @@
 """`PointwiseConv2d`: the CPU form of a 1x1 conv (stride 1, no padding): a MatMul in training on 1x1 maps, and in
 inference with a bias (a BN-folded or SE conv) conv + bias (+ ReLU) in one launch of the C++ kernel in
-pointwise_conv.cc (see that file for why)."""
+pointwise_conv.cc (see that file for why). `KernelDense`: a dense layer whose eval mode is the same kernel."""
 import mindspore
 import mindspore.nn as nn
 import mindspore.ops as ops
@@ -72,3 +72,32 @@ class PointwiseConv2d(nn.Conv2d):
         """Mixed precision leaves this cell in float32 when it has the (float32) inference kernels: AMP casts the
         weights of a float16 cell too, which the kernels refuse."""
         return super().add_flags_recursive(**(keep_float32(flags) if self.inference_bias is not None else flags))
+
+
+def _dense_bprop(x, w, _b, _out, dout):
+    """Gradients of x w^T + b (an eval-mode network can still be differentiated, e.g. for saliency)."""
+    return ops.matmul(dout, w), ops.matmul(dout.T, x), dout.sum(0)
+
+
+class KernelDense(nn.Dense):
+    """`nn.Dense(in_channels, out_channels, has_bias)` without activation whose eval mode on a (N, in_channels)
+    input runs pointwise_conv.cc's kernel (dense_bias): a classifier at batch 1 is a matrix-vector product, which
+    MindSpore's CPU MatMul ran 3x slower. Training runs nn.Dense. `init`: nn.Dense's weight_init / bias_init."""
+
+    def __init__(self, in_channels, out_channels, has_bias=True, **init):
+        super().__init__(in_channels, out_channels, has_bias=has_bias, **init)
+        self.inference = None
+        if kernels_usable():
+            self.inference = ops.Custom(f"{pointwise_library()}:dense_bias", lambda x, w, _b: [x[0], w[0]],
+                                        lambda x, _w, _b: x, func_type="aot", bprop=_dense_bprop)
+
+    def construct(self, x):
+        if self.training or not self.has_bias or self.inference is None or x.ndim != 2:
+            return super().construct(x)
+        if x.dtype != mindspore.float32:  # the kernel is float32 only (an AMP-cast inference input)
+            x = x.astype(mindspore.float32)
+        return self.inference(x, self.weight, self.bias)
+
+    def add_flags_recursive(self, **flags):
+        """Mixed precision leaves this cell in float32 when it has the (float32) kernel (see PointwiseConv2d)."""
+        return super().add_flags_recursive(**(keep_float32(flags) if self.inference is not None else flags))

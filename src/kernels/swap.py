@@ -1,9 +1,9 @@
 """The CPU speed-up pass: `accelerate(net, sample)` swaps a built network's MindSpore cells for their CPU forms
 in place (src/surgery.py), recognising them by type: depthwise, 1x1 stride-1 and few-input-channel (stem)
-`nn.Conv2d`, `nn.BatchNorm2d`, `src.models.GlobalAvgPool` / `ScaleChannels`, and a ReLU that alone reads one of those
-outputs (fused into it); then Ghost modules write their concatenation in place (ghost_module.py): from the cheap
-maps' BN kernel in training, from one kernel running both convs in the inference form; an SE block runs in
-one kernel in eval mode; and in the inference form a GhostNet bottleneck runs in one kernel (ghost_bottleneck.py).
+`nn.Conv2d`, `nn.BatchNorm2d`, `nn.Dense`, `src.models.GlobalAvgPool` / `ScaleChannels`, and a ReLU that alone reads
+one of those outputs (fused into it); then Ghost modules write their concatenation in place (ghost_module.py): from
+the cheap maps' BN kernel in training, from one kernel running both convs in the inference form; an SE block runs
+in one kernel in eval mode; and in the inference form a GhostNet bottleneck runs in one kernel (ghost_bottleneck.py).
 
 Each form subclasses the cell it replaces, computes its function and takes over its Parameter objects, so names,
 values, checkpoints and the random initialisation stay the plain model's: run it before building the optimizer.
@@ -16,7 +16,7 @@ from src.kernels.ghost_bottleneck import FusedGhostBottleneck
 from src.kernels.ghost_module import FusedGhostModule
 from src.kernels.channel_scale import ChannelScale
 from src.kernels.matmul import MatMulGlobalAvgPool
-from src.kernels.pointwise import PointwiseConv2d
+from src.kernels.pointwise import KernelDense, PointwiseConv2d
 from src.kernels.squeeze_excite import FusedSqueezeExcite
 from src.models import GlobalAvgPool, ScaleChannels
 from src.surgery import Trace, clear_compile_caches, replace_cell
@@ -64,6 +64,8 @@ def _fast_form(cell, relu):
         return MatMulGlobalAvgPool(cell.keep_dims)
     if type(cell) is ScaleChannels:
         return ChannelScale()
+    if type(cell) is nn.Dense and not cell.activation_flag:
+        return KernelDense(cell.in_channels, cell.out_channels, cell.has_bias, **_NO_INIT)
     if type(cell) is nn.BatchNorm2d and cell.use_batch_statistics is None and cell.format == "NCHW":
         # nn.BatchNorm2d stores 1 - its momentum argument (the batch's weight) as `momentum`
         return BatchNorm2d(cell.num_features, eps=cell.eps, momentum=1.0 - cell.momentum, relu=relu)
