@@ -21,7 +21,7 @@ def _global_mean_op():
 class MatMulGlobalAvgPool(GlobalAvgPool):
     """Mean over H and W as a (N*C, H*W) x (H*W, 1) MatMul in training: MindSpore's CPU ReduceMean and the Tile of
     its gradient took 4-5 ms per SE pooling of a (128, 72, 4, 4) batch, the MatMul 1 ms (forward and backward). In
-    eval mode the kernel: the MatMul took 0.09 ms for GhostNet's head at batch 1, with its operand packing."""
+    eval mode the kernel: the MatMul took 0.09-0.10 ms for GhostNet's head at batch 1, packing its operands."""
 
     def __init__(self, keep_dims=True):
         super().__init__(keep_dims)

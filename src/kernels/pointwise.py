@@ -81,8 +81,9 @@ def _dense_bprop(x, w, _b, _out, dout):
 
 class KernelDense(nn.Dense):
     """`nn.Dense(in_channels, out_channels, has_bias)` without activation whose eval mode on a (N, in_channels)
-    input runs pointwise_conv.cc's kernel (dense_bias): a classifier at batch 1 is a matrix-vector product, which
-    MindSpore's CPU MatMul ran 3x slower. Training runs nn.Dense. `init`: nn.Dense's weight_init / bias_init."""
+    input runs pointwise_conv.cc's kernel (dense_bias): a classifier at batch 1 is a matrix-vector product, for
+    which MindSpore's CPU MatMul packs the whole weight. Training runs nn.Dense. `init`: nn.Dense's weight_init /
+    bias_init."""
 
     def __init__(self, in_channels, out_channels, has_bias=True, **init):
         super().__init__(in_channels, out_channels, has_bias=has_bias, **init)
