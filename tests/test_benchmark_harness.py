@@ -1,9 +1,10 @@
 """scripts/benchmarks/harness.py, the one way the benchmarks measure, and the reference rule of
 scripts/benchmarks/cpu_speed.py: every figure is quoted against PyTorch's best setting on its workload."""
+import statistics
 import sys
 
 from scripts.benchmarks import harness
-from scripts.benchmarks.cpu_speed import pytorch_best, table
+from scripts.benchmarks.cpu_speed import against_pytorch, against_pytorch_table, pytorch_best, table
 
 
 def test_a_measurement_process_answers_with_its_last_json_line_or_its_last_error_line():
@@ -68,6 +69,22 @@ def test_ratios_are_speeds_against_the_fastest_pytorch_setting_of_each_workload(
     assert "| train_32 | PyTorch torch.compile | failed: inductor failed | | | |" in lines
     assert "| infer_224 | MindSpore graph | 15.0 ms | 0.80x | 4.0 | 1 |" in lines  # 12 ms / 15 ms
     assert "| infer_224 | PyTorch torch.compile | 12.0 ms | the best PyTorch | 60.0 | 1 |" in lines
+
+
+def test_lockstep_against_pytorch_reads_each_round_against_its_fastest_setting():
+    """Speeds are PyTorch's time over this repo's in the same round; "best" takes the fastest setting of each round
+    (here eager in rounds 1-2, compile in rounds 3-4), so it is at most every single setting's ratio."""
+    ours = [0.010, 0.012, 0.020, 0.010]
+    theirs = {"PyTorch eager": [0.011, 0.012, 0.040, 0.030], "PyTorch torch.compile": [0.015, 0.018, 0.022, 0.012]}
+    f = against_pytorch(ours, theirs)
+    assert abs(f["ours_ms"] - 11.0) < 1e-9
+    assert f["settings"]["PyTorch eager"]["pairs"] == 4 and abs(f["settings"]["PyTorch eager"]["ms"] - 21.0) < 1e-9
+    best = [0.011 / 0.010, 0.012 / 0.012, 0.022 / 0.020, 0.012 / 0.010]
+    assert abs(f["best"]["median"] - statistics.median(best)) < 1e-9
+    assert all(f["best"]["median"] <= s["median"] for s in f["settings"].values())
+    lines = against_pytorch_table({"infer_224": f}, 4).splitlines()
+    assert lines[2] == "| infer_224 | MindSpore graph, BN folded | 11.0 |  |"
+    assert lines[-1].startswith("| infer_224 | PyTorch's best setting of each round |  | **1.10x** (")
 
 
 def test_the_profile_reads_the_profilers_operator_table_per_call(tmp_path):

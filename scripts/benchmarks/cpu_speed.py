@@ -8,6 +8,8 @@
                                                                   # a change's before and after, in one run
     python scripts/benchmarks/cpu_speed.py --no-reference --before /tmp/before --lockstep 40
                                                                   # ... and the two called in turn, 40 pairs
+    python scripts/benchmarks/cpu_speed.py --workloads infer_224 --lockstep_pytorch 40
+                                                                  # this repo and every PyTorch setting in turn
     python scripts/benchmarks/cpu_speed.py --variants jit_level=O1 onednn_isa=AVX512_CORE
                                                                   # MindSpore's own CPU options beside its default
 
@@ -30,8 +32,10 @@ How it measures (scripts/benchmarks/harness.py): every (runtime, workload) in a 
 apart as compile time; peak memory is the process's resident high-water mark (framework included); `--rounds`
 repeats the whole set round-robin and keeps each runtime's median round; `--lockstep` (with `--before`) serves
 each MindSpore row's before and after from two processes at once and calls them in turn, which resolves a few
-percent that fresh processes' rounds blur. Ratios are speeds: above 1, this row is
-faster than PyTorch's best (images/s over images/s; milliseconds the other way round).
+percent that fresh processes' rounds blur; `--lockstep_pytorch` does the same for the README's rows against every
+PyTorch setting, and reads this repo's speed against the fastest setting of each round, a ratio this host's drift
+(up to a third between sittings) does not move as it moves rounds run minutes apart. Ratios are speeds: above 1,
+this row is faster than PyTorch's best (images/s over images/s; milliseconds the other way round).
 """
 import argparse
 import json
@@ -77,6 +81,10 @@ def parse_args(argv=None):
     parser.add_argument("--lockstep", type=int, default=0, metavar="PAIRS",
                         help="with --before: also run every MindSpore row's before and after as two serving "
                              "processes called in turn PAIRS times, and report the median ratio of their times")
+    parser.add_argument("--lockstep_pytorch", type=int, default=0, metavar="ROUNDS",
+                        help="also serve each workload's README row (the inference form at batch 1, else the "
+                             "training step) and PyTorch in every --torch_settings setting as processes called in "
+                             "turn ROUNDS times, and report this repo's speed over PyTorch's best of each round")
     parser.add_argument("--variants", nargs="+", default=[], metavar="KEY=VALUE", type=_variant,
                         help="also measure every MindSpore row with one of MindSpore's own CPU options changed: "
                              "jit_level=O0|O1 (O1: MindSpore's graph-kernel fusion, compiled by AKG) or "
@@ -87,6 +95,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.lockstep and not args.before:
         parser.error("--lockstep compares a change's before and after: it needs --before TREE")
+    if args.lockstep_pytorch and args.no_reference:
+        parser.error("--lockstep_pytorch runs PyTorch: it cannot go with --no-reference")
     return args
 
 
@@ -306,6 +316,58 @@ def measure_lockstep(args):
     return figures
 
 
+def measure_against_pytorch(args):
+    """{workload: figures} of each workload's README row served with PyTorch in every requested setting, all called
+    in turn `--lockstep_pytorch` times (harness.lockstep): each one's median time and the speed ratios per round."""
+    torch_python = reference_env.interpreter()
+    if torch_python is None:
+        raise SystemExit("cpu_speed.py: --lockstep_pytorch needs the reference environment (WITH_TORCH=1 bash "
+                         "scripts/setup.sh, or TORCH_PYTHON)")
+    torch_side = os.path.join(REPO, "scripts", "benchmarks", "cpu_speed_torch.py")
+    figures = {}
+    for workload in args.workloads:
+        work = WORKLOADS[workload]
+        if work.get("small_input"):  # timm's GhostNet has no small-input setting
+            continue
+        spec = dict(workload=workload, model=args.model, warmup=args.warmup, kernels="on", code=REPO,
+                    runtime="mindspore" if work["train"] else "folded")
+        torch_command = [torch_python, torch_side, "--workload", json.dumps(work), "--model", args.model,
+                         "--warmup", str(args.warmup), "--runtime", "pytorch", "--serve", "--setting"]
+        commands = [_mindspore_process(spec, mode="--serve")] + [[*torch_command, s] for s in args.torch_settings]
+        envs = [None] + [reference_env.environment()] * len(args.torch_settings)
+        times = harness.lockstep(commands, args.lockstep_pytorch, envs)
+        ours, *theirs = [[call["seconds"] for call in calls] for calls in times]
+        figures[workload] = against_pytorch(ours, dict(zip((TORCH_SETTINGS[s] for s in args.torch_settings), theirs)))
+        print(f"  lockstep {workload:10s} against PyTorch {json.dumps(figures[workload])}", file=sys.stderr,
+              flush=True)
+    return figures
+
+
+def against_pytorch(ours, theirs) -> dict:
+    """Lockstep figures from per-round seconds: this repo's `ours` and each PyTorch setting's (`theirs`, {label:
+    seconds}). Speeds are PyTorch's time over ours in the same round (the same batch on both sides), against each
+    setting and against the fastest setting of each round."""
+    best = [min(times) for times in zip(*theirs.values())]
+    return dict(ours_ms=statistics.median(ours) * 1e3,
+                settings={label: dict(harness.ratio_summary(times, ours), ms=statistics.median(times) * 1e3)
+                          for label, times in theirs.items()},
+                best=harness.ratio_summary(best, ours))
+
+
+def against_pytorch_table(figures, rounds) -> str:
+    lines = [f"| workload | runtime | ms per call, median of {rounds} rounds | this repo's speed over it, median of "
+             "rounds (quartiles) |", "|---|---|---|---|"]
+    for workload, f in figures.items():
+        this_row = "MindSpore graph" + (", BN folded" if not WORKLOADS[workload]["train"] else "")
+        lines.append(f"| {workload} | {this_row} | {f['ours_ms']:.1f} |  |")
+        for label, s in f["settings"].items():
+            lines.append(f"| {workload} | {label} | {s['ms']:.1f} | {s['median']:.2f}x ({s['q1']:.2f}-{s['q3']:.2f}) |")
+        b = f["best"]
+        lines.append(f"| {workload} | PyTorch's best setting of each round |  | "
+                     f"**{b['median']:.2f}x** ({b['q1']:.2f}-{b['q3']:.2f}) |")
+    return "\n".join(lines)
+
+
 def lockstep_table(figures, before) -> str:
     lines = [f"| workload | runtime | ms per call: this tree / before ({_commit(before)}) | before / after time, "
              "median of pairs (quartiles) | CPU ms per call (all threads): this tree / before | before / after CPU "
@@ -370,12 +432,20 @@ def main(argv=None):
     if locked:
         print(f"\nBefore and after in lockstep ({args.lockstep} pairs of calls, two serving processes called in "
               "turn):\n" + lockstep_table(locked, args.before))
+    against = measure_against_pytorch(args) if args.lockstep_pytorch else {}
+    if against:
+        print(f"\nAgainst PyTorch in lockstep ({args.lockstep_pytorch} rounds, every process called once per round):\n"
+              + against_pytorch_table(against, args.lockstep_pytorch))
     if args.json:
         from src.atomic_files import write_json_atomic
         best = pytorch_best(rows)
+        readme_rows = {(("MindSpore graph" + (", BN folded" if not WORKLOADS[w]["train"] else "")), w): f
+                       for w, f in against.items()}
         write_json_atomic(args.json, [{"runtime": label, "workload": w, **r,
                                        "pytorch_best": best.get(w, ("",))[0] == label,
-                                       **({"lockstep": locked[(label, w)]} if (label, w) in locked else {})}
+                                       **({"lockstep": locked[(label, w)]} if (label, w) in locked else {}),
+                                       **({"lockstep_pytorch": readme_rows[(label, w)]}
+                                          if (label, w) in readme_rows else {})}
                                       for label, w, r in rows])
 
 

@@ -1,7 +1,8 @@
 """The PyTorch (timm) and ONNX Runtime half of scripts/benchmarks/cpu_speed.py: one measurement per process.
 
 Runs under the reference environment's interpreter (scripts/reference_env), which has no MindSpore; it imports
-nothing of this repo but the benchmark harness. Prints one JSON line with the measurement.
+nothing of this repo but the benchmark harness. Prints one JSON line with the measurement, or with `--serve` serves
+the call for cpu_speed.py's lockstep against PyTorch.
 
 PyTorch settings, each what a PyTorch user can switch on in a line: `eager` (NCHW), `channels_last` (the model
 and its input in NHWC memory order, PyTorch's CPU advice for convolution networks), `compile` (torch.compile,
@@ -36,7 +37,9 @@ def _network(args, work, x):
     return net, (torch.compile(net) if args.setting.startswith("compile") else net), x
 
 
-def pytorch(args, work, x):
+def pytorch_call(args, work, x):
+    """The call a PyTorch measurement times: a training step (SGD momentum, label-smoothed cross-entropy) or a
+    forward in inference mode; its first call compiles under torch.compile."""
     net, run_net, x = _network(args, work, x)
     if work["train"]:
         labels = torch.from_numpy(np.random.default_rng(1).integers(0, work["classes"], work["batch"]))
@@ -47,12 +50,20 @@ def pytorch(args, work, x):
             optimizer.zero_grad(set_to_none=True)
             loss_fn(run_net(x), labels).backward()
             optimizer.step()
-        _, compile_s = harness.timed_once(step)
-        seconds = harness.median_seconds(step, args.repeats, args.warmup)
+        return step
+
+    def infer():
+        with torch.inference_mode():
+            return run_net(x)
+    return infer
+
+
+def pytorch(args, work, x):
+    call = pytorch_call(args, work, x)
+    _, compile_s = harness.timed_once(call)
+    seconds = harness.median_seconds(call, args.repeats, args.warmup)
+    if work["train"]:
         return {"compile_s": compile_s, "images_per_s": work["batch"] / seconds, "step_ms": seconds * 1e3}
-    with torch.inference_mode():
-        _, compile_s = harness.timed_once(lambda: run_net(x))
-        seconds = harness.median_seconds(lambda: run_net(x), args.repeats, args.warmup)
     return {"compile_s": compile_s, "latency_ms": seconds * 1e3}
 
 
@@ -83,12 +94,17 @@ def main():
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--serve", action="store_true",
+                        help="PyTorch only: serve the call for cpu_speed.py --lockstep_pytorch (harness.serve)")
     args = parser.parse_args()
     work = json.loads(args.workload)
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(
         (work["batch"], work["channels"], work["size"], work["size"])).astype(np.float32))
+    if args.serve:
+        harness.serve(pytorch_call(args, work, x), args.warmup)
+        return
     result = pytorch(args, work, x) if args.runtime == "pytorch" else onnxruntime(args, work, x)
     harness.report({"threads": args.threads, "version": torch.__version__, **result,
                     "peak_rss_mib": harness.peak_rss_mib()})
