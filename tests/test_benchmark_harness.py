@@ -2,6 +2,7 @@
 scripts/benchmarks/cpu_speed.py: every figure is quoted against PyTorch's best setting on its workload."""
 import statistics
 import sys
+import time
 
 from scripts.benchmarks import harness
 from scripts.benchmarks.cpu_speed import against_pytorch, against_pytorch_table, pytorch_best, table
@@ -33,6 +34,12 @@ def test_lockstep_calls_serving_processes_in_turn_and_gives_the_ratio_of_their_t
     summary = harness.ratio_summary(slow, fast)
     assert summary["pairs"] == 6 and 1.5 < summary["median"] < 2.5
     assert summary["q1"] <= summary["median"] <= summary["q3"]
+    # untimed calls before each timed one: the lockstep takes longer, the timed calls do not
+    start = time.perf_counter()
+    slow, fast = harness.lockstep([[sys.executable, "-c", _SERVER, "0.02"], [sys.executable, "-c", _SERVER, "0.01"]],
+                                  pairs=2, warm_calls=5)
+    assert time.perf_counter() - start >= 2 * 6 * 0.03
+    assert max(call["seconds"] for call in fast) < 0.05  # one call, not the 6 calls' 0.06
 
 
 def test_rounds_go_round_robin_and_the_median_round_is_kept():

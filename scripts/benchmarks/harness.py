@@ -86,12 +86,15 @@ def median_round(results, value) -> dict:
 
 
 def serve(fn, warmup: int = 3):
-    """A serving process's loop (see `lockstep`): warm up, say "ready", then time one call of fn per line read:
-    its wall time, and the CPU time of all the process's threads during it."""
+    """A serving process's loop (see `lockstep`): warm up, say "ready", then per line read ("call" or "call N") N
+    untimed calls of fn and one timed: its wall time, and the CPU time of all the process's threads during it."""
     for _ in range(warmup):
         fn()
     print("ready", flush=True)
-    for _ in sys.stdin:
+    for line in sys.stdin:
+        words = line.split()
+        for _ in range(int(words[1]) if len(words) > 1 else 0):
+            fn()
         start, cpu_start = time.perf_counter(), time.process_time()
         fn()
         print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start}),
@@ -124,16 +127,17 @@ class _Server:
             if line.startswith("{"):
                 return json.loads(line)
 
-    def call(self, timeout_s: float) -> dict:
-        self.process.stdin.write("call\n")
+    def call(self, timeout_s: float, warm_calls: int = 0) -> dict:
+        self.process.stdin.write(f"call {warm_calls}\n")
         self.process.stdin.flush()
         return self.answer(timeout_s)
 
 
-def lockstep(commands, pairs: int, envs=None, timeout_s: float = 600.0) -> list:
+def lockstep(commands, pairs: int, envs=None, timeout_s: float = 600.0, warm_calls: int = 0) -> list:
     """[[{seconds, cpu_seconds} of each call] per command]: every command a serving process (`serve`), started
     together, then called in turn `pairs` times, the order reversed every other round; while one runs, the others
-    wait on stdin."""
+    wait on stdin. `warm_calls`: untimed calls before each timed one, so that it finds its caches as back-to-back
+    requests leave them rather than as the other processes did."""
     servers = [_Server(command, env) for command, env in zip(commands, envs or [None] * len(commands))]
     try:
         for server in servers:
@@ -142,7 +146,7 @@ def lockstep(commands, pairs: int, envs=None, timeout_s: float = 600.0) -> list:
         for round_index in range(pairs):
             order = range(len(servers)) if round_index % 2 == 0 else reversed(range(len(servers)))
             for index in order:
-                times[index].append(servers[index].call(timeout_s))
+                times[index].append(servers[index].call(timeout_s, warm_calls))
         return times
     finally:
         for server in servers:
