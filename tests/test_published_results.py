@@ -127,9 +127,10 @@ def test_readme_main_job_pipeline_and_cpu_figures_are_their_records():
     assert f"| ours | {ours:.0f} |" in _read(os.path.join(RESULTS, "data_pipeline.md"))
 
 
-README_CPU_RUN = "fused_rounds3_amd_epyc"  # the run README's CPU table quotes
+README_CPU_RUN = "bottleneck_rounds3_amd_epyc"  # the run README's CPU table quotes
+README_LOCKSTEP_RUN = "against_pytorch_lockstep_amd_epyc"  # ... and its lockstep column
 CPU_RECORD = os.path.join(RESULTS, "cpu_performance", f"{README_CPU_RUN}.json")
-SERVING_PROFILE = os.path.join(RESULTS, "cpu_performance", "profile_fused_amd_epyc.json")
+SERVING_PROFILE = os.path.join(RESULTS, "cpu_performance", "profile_bottleneck_amd_epyc.json")
 PROFILE_RECORD = os.path.join(RESULTS, "cpu_performance", "profile_amd_epyc.json")
 CPU_ROWS = {  # README's CPU table: row -> (workload, this repo's runtime in the record)
     "inference bs 1 @224 (inference form)": ("infer_224", "MindSpore graph, BN folded"),
@@ -157,6 +158,9 @@ def test_readme_cpu_table_rows_are_their_record_against_pytorch_at_its_best():
     """Each row's figures are its workload's in the record, every PyTorch setting in its column, and the ratio is
     this repo's speed over the fastest of them, worked out here."""
     runs = {(r["workload"], r["runtime"]): r for r in _json(CPU_RECORD)}
+    locked = {(r["workload"], r["runtime"]): r["lockstep_pytorch"]["best"]
+              for r in _json(os.path.join(RESULTS, "cpu_performance", f"{README_LOCKSTEP_RUN}.json"))
+              if "lockstep_pytorch" in r}
     readme = _read(os.path.join(REPO, "README.md"))
     rows = _table_rows(readme, "| workload | this repo | PyTorch 2.13 eager |")
     assert set(rows) == set(CPU_ROWS)
@@ -164,10 +168,11 @@ def test_readme_cpu_table_rows_are_their_record_against_pytorch_at_its_best():
         key, unit = ("latency_ms", "ms") if workload.startswith("infer") else ("images_per_s", "img/s")
         ours, torch = runs[workload, runtime][key], [runs[workload, column][key] for column in TORCH_COLUMNS]
         speed = (min(torch) / ours) if unit == "ms" else (ours / max(torch))
+        best = locked[workload, runtime]
         onnx = (f"{runs[workload, 'ONNX Runtime, this repo' + chr(39) + 's ONNX'][key]:.1f} ms / "
                 f"{runs[workload, 'ONNX Runtime, timm' + chr(39) + 's ONNX'][key]:.1f} ms") if unit == "ms" else ""
         assert rows[label] == [f"{ours:.1f} {unit}", *(f"{value:.1f} {unit}" for value in torch), f"{speed:.2f}x",
-                               onnx], label
+                               f"{best['median']:.2f}x ({best['q1']:.2f}-{best['q3']:.2f})", onnx], label
     # the serving advice quotes the same run and the profile
     infer = {runtime: run["latency_ms"] for (workload, runtime), run in runs.items() if workload == "infer_224"}
     profile = _json(SERVING_PROFILE)["profiles"]["infer_224"]
@@ -181,7 +186,7 @@ def test_readme_cpu_table_rows_are_their_record_against_pytorch_at_its_best():
 
 @pytest.mark.parametrize("record", ["pytorch_settings_amd_epyc", "bn_vector_sums_rounds3_amd_epyc",
                                     "stem_kernel_avx512_rounds3_amd_epyc", "stem_kernel_rounds1_amd_epyc",
-                                    "before_after_7ce8c4b_amd_epyc", README_CPU_RUN])
+                                    "before_after_7ce8c4b_amd_epyc", "fused_rounds3_amd_epyc", README_CPU_RUN])
 def test_cpu_page_table_is_the_run_as_printed_and_its_record(record):
     printed = _read(os.path.join(RESULTS, "cpu_performance", f"{record}.txt"))
     table_lines = [line for line in printed.split("\n") if line.startswith("|")]
@@ -215,7 +220,9 @@ def test_cpu_page_before_and_after_rows_are_their_record(record, before_commit, 
 @pytest.mark.parametrize("record", [
     "stem_kernel_avx512_lockstep_amd_epyc", "channel_scale_lockstep_amd_epyc", "ghost_concat_lockstep_amd_epyc",
     "ghost_concat_lockstep_train_32_again_amd_epyc", "ghost_concat_one_call_lockstep_amd_epyc",
-    "ghost_module_inference_lockstep_amd_epyc", "squeeze_excite_inference_lockstep_amd_epyc"])
+    "ghost_module_inference_lockstep_amd_epyc", "squeeze_excite_inference_lockstep_amd_epyc",
+    "ghost_bottleneck_inference_lockstep_amd_epyc", "serving_function_lockstep_amd_epyc",
+    "head_kernels_lockstep_amd_epyc", "training_unchanged_lockstep_amd_epyc"])
 def test_cpu_page_lockstep_rows_are_their_record(record):
     """Each lockstep table on the page (the first table after the command that wrote its record): every row's
     times and ratios (wall and CPU) are the record's, and every lockstep run of the record has its row."""
@@ -236,8 +243,10 @@ def test_cpu_page_lockstep_rows_are_their_record(record):
             str(f["pairs"])], line
 
 
-@pytest.mark.parametrize("record,header", [(PROFILE_RECORD, "| call | ms per call (no profiler) |"),
-                                           (SERVING_PROFILE, "| call, on aa05a45 | ms per call (no profiler) |")])
+@pytest.mark.parametrize("record,header", [
+    (PROFILE_RECORD, "| call | ms per call (no profiler) |"),
+    (os.path.join(RESULTS, "cpu_performance", "profile_fused_amd_epyc.json"), "| call, on aa05a45 | ms per call"),
+    (SERVING_PROFILE, "| call, on 4f4261f | ms per call (no profiler) |")])
 def test_cpu_page_profile_rows_are_the_profile_record(record, header):
     profiles = _json(record)["profiles"]
     page = _read(os.path.join(RESULTS, "cpu_performance.md"))
@@ -248,6 +257,27 @@ def test_cpu_page_profile_rows_are_the_profile_record(record, header):
         assert rows[label][:4] == [f"{p['step_ms']:.1f}", f"{p['kernels_ms']:.1f} ms", f"{p['launches']:.0f}",
                                    f"{p['outside_kernels_ms']:.1f} ms ({p['outside_kernels_ms'] / p['step_ms']:.0%}), "
                                    f"{1e3 * p['outside_kernels_ms'] / p['launches']:.0f} us per launch"], label
+
+
+def test_cpu_page_lockstep_against_pytorch_rows_are_their_record():
+    """The page's table of the lockstep against PyTorch, the first after the command that wrote its record: every
+    workload's rows (this repo's time, each setting's time and ratio, the per-round best) are the record's."""
+    figures = {r["workload"]: r["lockstep_pytorch"] for r in
+               _json(os.path.join(RESULTS, "cpu_performance", f"{README_LOCKSTEP_RUN}.json")) if "lockstep_pytorch" in r}
+    page = _read(os.path.join(RESULTS, "cpu_performance.md"))
+    after_command = page[page.index(f"--json docs/results/cpu_performance/{README_LOCKSTEP_RUN}.json"):].split("\n")
+    start = next(index for index, line in enumerate(after_command) if line.startswith("| workload | runtime |"))
+    lines = list(itertools.takewhile(lambda line: line.startswith("|"), after_command[start + 2:]))
+    expected = []
+    for workload, f in figures.items():
+        expected.append([workload, f"{f['ours_ms']:.1f}", ""])
+        expected += [[workload, f"{s['ms']:.1f}", f"{s['median']:.2f}x ({s['q1']:.2f}-{s['q3']:.2f})"]
+                     for s in f["settings"].values()]
+        b = f["best"]
+        expected.append([workload, "", f"**{b['median']:.2f}x** ({b['q1']:.2f}-{b['q3']:.2f})"])
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert [[c[0], c[2], c[3]] for c in cells] == expected
+    assert set(figures) == {"infer_224", "train_224", "train_32"}
 
 
 def test_cpu_page_kernel_split_rows_are_the_profile_record():
