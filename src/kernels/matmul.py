@@ -9,7 +9,9 @@ from src.models.layers import GlobalAvgPool
 
 
 def _global_mean_op():
-    """Custom op x (N, C, H, W) -> its mean over H and W, (N, C, 1, 1), float32, with its gradient."""
+    """Custom op x (N, C, H, W) -> its mean over H and W, (N, C, 1, 1), float32, with its gradient. One output shape
+    only: MindSpore keeps the first shape function registered for an AOT function name, so a second op on
+    global_mean with another shape function would get the first's."""
 
     def bprop(x, _out, dout):
         return (ops.broadcast_to(dout / (x.shape[2] * x.shape[3]), x.shape),)
