@@ -42,11 +42,7 @@ inline dvec widen(vec v) { return __builtin_convertvector(v, dvec); }
 
 inline float relu_mask(float grad, float out) { return RELU && !(out > 0.0f) ? 0.0f : grad; }
 
-template <typename T>
-T *scratch(std::vector<T> &buffer, size_t size) {
-  if (buffer.size() < size) buffer.resize(size);
-  return buffer.data();
-}
+using ghost_kernels::scratch;
 
 // Running double sums fed by VEC float lanes.
 struct LaneSum {

@@ -38,10 +38,7 @@ struct Geometry {
 
 using ghost_kernels::parallel_for;
 
-float *scratch(std::vector<float> &buffer, size_t size) {
-  if (buffer.size() < size) buffer.resize(size);
-  return buffer.data();
-}
+using ghost_kernels::scratch;
 
 // `lanes` planes of rows x cols starting at `src` -> [padded_rows][padded_cols][LANES], zero outside the planes,
 // plane element (r, c) at (r + top, c + left).

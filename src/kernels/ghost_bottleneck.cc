@@ -45,11 +45,6 @@ namespace {
 
 const char *TYPES[4] = {"float32", "float32", "float32", "float32"};  // the kernels' dtypes argument
 
-float *buffer(std::vector<float> &storage, int64_t size) {
-  if (storage.size() < static_cast<size_t>(size)) storage.resize(size);
-  return storage.data();
-}
-
 // The block's depthwise conv + bias on one image: x (C,H,W) -> y (C,OH,OW).
 bool block_depthwise(const float *x, int64_t c, int64_t h, int64_t w, const float *weight, const float *bias,
                      int64_t oh, int64_t ow, float *y) {
@@ -77,7 +72,8 @@ int bottleneck(int nparam, void **params, int64_t **shapes, const char **dtypes)
   const int64_t n = shapes[0][0], inputs = shapes[0][1], h = shapes[0][2], w = shapes[0][3];
   const int64_t half1 = shapes[GHOST1][0], mid = 2 * half1, half2 = shapes[GHOST2][0], outputs = 2 * half2;
   const int64_t oh = shapes[OUT][2], ow = shapes[OUT][3];
-  const bool strided_size = (h + 2 * BDW_PH - BDW_KH) / BDW_SH + 1 == oh && (w + 2 * BDW_PW - BDW_KW) / BDW_SW + 1 == ow;
+  const bool strided_size =
+      (h + 2 * BDW_PH - BDW_KH) / BDW_SH + 1 == oh && (w + 2 * BDW_PW - BDW_KW) / BDW_SW + 1 == ow;
   if (shapes[GHOST1][1] != inputs || shapes[GHOST1 + 2][0] != half1 || shapes[GHOST2][1] != mid ||
       shapes[GHOST2 + 2][0] != half2 || shapes[OUT][1] != outputs || !ghost_module::keeps_size(h, w) ||
       !ghost_module::keeps_size(oh, ow) || ((DW || PROJ) ? !strided_size : (oh != h || ow != w)) ||
@@ -87,8 +83,8 @@ int bottleneck(int nparam, void **params, int64_t **shapes, const char **dtypes)
       (!PROJ && inputs != outputs))
     return 1;
   thread_local std::vector<float> expanded_storage, strided_storage, shortcut_dw_storage, shortcut_storage;
-  float *expanded = buffer(expanded_storage, mid * h * w);
-  float *strided = DW ? buffer(strided_storage, mid * oh * ow) : expanded;
+  float *expanded = ghost_kernels::scratch(expanded_storage, mid * h * w);
+  float *strided = DW ? ghost_kernels::scratch(strided_storage, mid * oh * ow) : expanded;
   const int64_t in_size = inputs * h * w, out_size = outputs * oh * ow;
   for (int64_t b = 0; b < n; ++b) {
     const float *x = in(0) + b * in_size;
@@ -105,8 +101,8 @@ int bottleneck(int nparam, void **params, int64_t **shapes, const char **dtypes)
       return 1;
     const float *residual = x;
     if (PROJ) {
-      float *shortcut_dw = buffer(shortcut_dw_storage, inputs * oh * ow);
-      float *shortcut = buffer(shortcut_storage, out_size);
+      float *shortcut_dw = ghost_kernels::scratch(shortcut_dw_storage, inputs * oh * ow);
+      float *shortcut = ghost_kernels::scratch(shortcut_storage, out_size);
       if (!block_depthwise(x, inputs, h, w, in(SHORTCUT), in(SHORTCUT + 1), oh, ow, shortcut_dw) ||
           !pointwise(shortcut_dw, inputs, oh * ow, in(SHORTCUT + 2), in(SHORTCUT + 3), outputs, shortcut))
         return 1;

@@ -1,4 +1,4 @@
-// Shared by the custom CPU kernels: thread count, a blocking parallel_for and the float32 guard.
+// Shared by the custom CPU kernels: thread count, a blocking parallel_for, scratch buffers and the float32 guard.
 #pragma once
 #include <sched.h>
 #include <unistd.h>
@@ -113,6 +113,13 @@ void parallel_for(int64_t tasks, int64_t work, const Body &body) {
   }
   const Pool::Job job = [](const void *b, int64_t first, int64_t last) { (*static_cast<const Body *>(b))(first, last); };
   if (!Pool::instance().run(tasks, job, &body)) body(0, tasks);
+}
+
+// `buffer` grown to at least `size` elements (never shrunk): a thread's scratch space, reused across calls.
+template <typename T>
+T *scratch(std::vector<T> &buffer, size_t size) {
+  if (buffer.size() < size) buffer.resize(size);
+  return buffer.data();
 }
 
 // The kernels are float32 only; the Python cells keep mixed precision away from them, this is the last guard.
