@@ -4,7 +4,7 @@ src/models/layers.py it subclasses."""
 import mindspore
 import mindspore.ops as ops
 
-from src.kernels.build import kernels_usable, squeeze_excite_library
+from src.kernels.build import keep_float32, kernels_usable, squeeze_excite_library
 from src.models.layers import GlobalAvgPool
 
 
@@ -33,8 +33,15 @@ class MatMulGlobalAvgPool(GlobalAvgPool):
         _, c, h, w = x.shape
         if h * w == 1:
             return x if self.keep_dims else x.reshape(-1, c)
-        if not self.training and self.inference is not None and x.dtype == mindspore.float32:
+        if not self.training and self.inference is not None:
+            if x.dtype != mindspore.float32:  # the kernel is float32 only (an AMP-cast input)
+                x = x.astype(mindspore.float32)
             pooled = self.inference(x)
             return pooled if self.keep_dims else pooled.reshape(-1, c)
         pooled = ops.matmul(x.reshape(-1, h * w), ops.full((h * w, 1), 1.0 / (h * w), dtype=x.dtype))
         return pooled.reshape((-1, c, 1, 1) if self.keep_dims else (-1, c))
+
+    def add_flags_recursive(self, **flags):
+        """Mixed precision leaves this cell in float32 when it has the (float32) kernel: AMP would otherwise hand
+        the kernel float16 data (see PointwiseConv2d)."""
+        return super().add_flags_recursive(**(keep_float32(flags) if self.inference is not None else flags))
