@@ -440,24 +440,32 @@ def test_ghost_modules_run_in_one_kernel_in_the_inference_form(graph):
     """After BN folding and the pass, every Ghost module of a GhostNet runs its 1x1 conv, depthwise conv and their
     concatenation in one kernel (with and without the ReLUs, batch of 3): the network's output is bit for bit that
     of the same kernels launched one by one with MindSpore's Concat, and training mode leaves the kernel."""
-    net = _with_random_statistics(create_model("ghostnet_050", **TINY))
-    x = ms.Tensor(np.random.default_rng(6).standard_normal((3, 1, 32, 32)).astype(np.float32))
-    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
-    prepare_for_inference(net, x)
-    accelerate(net, x)
+    net, x = _accelerated_inference_form(seed=6, graph=graph)
     modules = [cell for _, cell in net.cells_and_names() if isinstance(cell, GhostModule)]
     assert len(modules) == 32 and all(type(m) is FusedGhostModule and m.inference is not None for m in modules)
     assert {m.primary_conv[0].relu for m in modules} == {False, True}
-    for block in _bottlenecks(net):  # the modules' own kernels, not the bottlenecks' (the next test)
-        block.inference = None
-    clear_compile_caches(net)
-    fused = net(x).asnumpy()
-    for module in modules:
-        module.inference = None
-    clear_compile_caches(net)
-    np.testing.assert_array_equal(fused, net(x).asnumpy())
+    fused = _output_without_kernels(net, x, _bottlenecks(net))  # the modules' own kernels (the next test: blocks')
+    np.testing.assert_array_equal(fused, _output_without_kernels(net, x, modules))
     net.set_train(True)
     assert net(x).shape == fused.shape  # the training graph: the modules' cells, not the inference kernel
+
+
+def _accelerated_inference_form(seed, graph):
+    """A tiny GhostNet with random BN statistics, BN folded and accelerated, and a batch of 3 for it."""
+    net = _with_random_statistics(create_model("ghostnet_050", **TINY))
+    x = ms.Tensor(np.random.default_rng(seed).standard_normal((3, 1, 32, 32)).astype(np.float32))
+    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
+    prepare_for_inference(net, x)
+    accelerate(net, x)
+    return net, x
+
+
+def _output_without_kernels(net, x, fused_cells):
+    """`net(x)` with `fused_cells` running their cells instead of their inference kernels (from now on)."""
+    for cell in fused_cells:
+        cell.inference = None
+    clear_compile_caches(net)
+    return net(x).asnumpy()
 
 
 def _bottlenecks(net):
@@ -469,22 +477,16 @@ def test_ghost_bottlenecks_run_in_one_kernel_in_the_inference_form(graph):
     """After BN folding and the pass, every GhostNet bottleneck runs in one kernel, in each of the six layouts a
     GhostNet has (strided or not, with SE or not, identity or projection shortcut; batch of 3): the network's output
     is bit for bit that of its Ghost modules', SE blocks' and convs' kernels launched one by one with MindSpore's
-    residual Adds, and training mode leaves the kernel. GhostNetV2's blocks with DFC attention and V3's blocks keep their own cells."""
-    net = _with_random_statistics(create_model("ghostnet_050", **TINY))
-    x = ms.Tensor(np.random.default_rng(8).standard_normal((3, 1, 32, 32)).astype(np.float32))
-    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
-    prepare_for_inference(net, x)
-    accelerate(net, x)
+    residual Adds, and training mode leaves the kernel. GhostNetV2's blocks with DFC attention and V3's blocks keep
+    their own cells."""
+    net, x = _accelerated_inference_form(seed=8, graph=graph)
     blocks = _bottlenecks(net)
     assert len(blocks) == 16
     assert {(b.has_dw, b.has_se, b.has_projection) for b in blocks} == {
         (False, False, False), (False, False, True), (False, True, False), (False, True, True), (True, False, True),
         (True, True, True)}
     fused = net(x).asnumpy()
-    for block in blocks:
-        block.inference = None
-    clear_compile_caches(net)
-    np.testing.assert_array_equal(fused, net(x).asnumpy())
+    np.testing.assert_array_equal(fused, _output_without_kernels(net, x, blocks))
     net.set_train(True)
     assert net(x).shape == fused.shape
     v2, v3 = (create_model(name, width=0.25, **TINY) for name in ("ghostnetv2_100", "ghostnetv3_050"))

@@ -302,8 +302,8 @@ def measure_lockstep(args):
                 spec = dict(workload=workload, model=args.model, warmup=args.warmup, runtime=runtime, kernels=kernels)
                 after, before = harness.lockstep([_mindspore_process(dict(spec, code=tree), mode="--serve")
                                                   for tree in (REPO, os.path.abspath(args.before))], args.lockstep)
-                label = ("MindSpore graph" + (", BN folded" if runtime == "folded" else "") +
-                         ("" if args.kernels != "both" else ", custom kernels" if kernels == "on" else ", oneDNN only"))
+                label = _runtime_label(runtime) + (
+                    "" if args.kernels != "both" else ", custom kernels" if kernels == "on" else ", oneDNN only")
                 before_wall, before_cpu = [c["seconds"] for c in before], [c["cpu_seconds"] for c in before]
                 after_wall, after_cpu = [c["seconds"] for c in after], [c["cpu_seconds"] for c in after]
                 figures[(label, workload)] = dict(
@@ -314,6 +314,15 @@ def measure_lockstep(args):
                 print(f"  lockstep {workload:10s} {label:40s} {json.dumps(figures[(label, workload)])}",
                       file=sys.stderr, flush=True)
     return figures
+
+
+def _readme_runtime(workload):
+    """The MindSpore runtime the README quotes for `workload`: the training step, or the inference form."""
+    return "mindspore" if WORKLOADS[workload]["train"] else "folded"
+
+
+def _runtime_label(runtime):
+    return "MindSpore graph" + (", BN folded" if runtime == "folded" else "")
 
 
 def measure_against_pytorch(args):
@@ -330,7 +339,7 @@ def measure_against_pytorch(args):
         if work.get("small_input"):  # timm's GhostNet has no small-input setting
             continue
         spec = dict(workload=workload, model=args.model, warmup=args.warmup, kernels="on", code=REPO,
-                    runtime="mindspore" if work["train"] else "folded")
+                    runtime=_readme_runtime(workload))
         torch_command = [torch_python, torch_side, "--workload", json.dumps(work), "--model", args.model,
                          "--warmup", str(args.warmup), "--runtime", "pytorch", "--serve", "--setting"]
         commands = [_mindspore_process(spec, mode="--serve")] + [[*torch_command, s] for s in args.torch_settings]
@@ -359,8 +368,7 @@ def against_pytorch_table(figures, rounds) -> str:
     lines = [f"| workload | runtime | ms per call, median of {rounds} rounds | this repo's speed over it, median of "
              "rounds (quartiles) |", "|---|---|---|---|"]
     for workload, f in figures.items():
-        this_row = "MindSpore graph" + (", BN folded" if not WORKLOADS[workload]["train"] else "")
-        lines.append(f"| {workload} | {this_row} | {f['ours_ms']:.1f} |  |")
+        lines.append(f"| {workload} | {_runtime_label(_readme_runtime(workload))} | {f['ours_ms']:.1f} |  |")
         for label, s in f["settings"].items():
             lines.append(f"| {workload} | {label} | {s['ms']:.1f} | {s['median']:.2f}x ({s['q1']:.2f}-{s['q3']:.2f}) |")
         b = f["best"]
@@ -440,8 +448,7 @@ def main(argv=None):
     if args.json:
         from src.atomic_files import write_json_atomic
         best = pytorch_best(rows)
-        readme_rows = {(("MindSpore graph" + (", BN folded" if not WORKLOADS[w]["train"] else "")), w): f
-                       for w, f in against.items()}
+        readme_rows = {(_runtime_label(_readme_runtime(w)), w): f for w, f in against.items()}
         write_json_atomic(args.json, [{"runtime": label, "workload": w, **r,
                                        "pytorch_best": best.get(w, ("",))[0] == label,
                                        **({"lockstep": locked[(label, w)]} if (label, w) in locked else {}),

@@ -93,7 +93,7 @@ class RunCheckpoints:
     def save_step(self, state: TrainingState, epoch: int, epoch_step: int, **meta) -> str:
         """Write `epoch_NNNN_step_SSSS.ckpt`: NNNN epochs completed and SSSS batches of the next one consumed
         (meta `epoch`, `epoch_step`); delete all but the newest `keep` such files."""
-        path = os.path.join(self.directory, f"epoch_{epoch:04d}_step_{epoch_step:04d}.ckpt")
+        path = self._step_path(epoch, epoch_step)
         state.save(path, epoch=epoch, epoch_step=epoch_step, **meta)
         for old in self.step_paths()[:-self.keep]:
             os.remove(old)
@@ -101,9 +101,12 @@ class RunCheckpoints:
 
     def drop_step(self, epoch: int, epoch_step: int):
         """Delete `epoch_NNNN_step_SSSS.ckpt` if there is one (superseded by a later checkpoint of the same state)."""
-        path = os.path.join(self.directory, f"epoch_{epoch:04d}_step_{epoch_step:04d}.ckpt")
+        path = self._step_path(epoch, epoch_step)
         if os.path.exists(path):
             os.remove(path)
+
+    def _step_path(self, epoch: int, epoch_step: int) -> str:
+        return os.path.join(self.directory, f"epoch_{epoch:04d}_step_{epoch_step:04d}.ckpt")
 
     def save_best(self, weights: dict, **meta):
         save_checkpoint(self.best_path, weights, meta)
